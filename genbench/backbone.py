@@ -1,0 +1,135 @@
+"""The common generator backbone g(z; W) and its mirror, shared by ABP, the VAE and the GAN.
+
+:class:`Generator` is the DCGAN-style top-down ConvNet of the ABP paper (Han et al., AAAI 2017,
+Sec. 4; Radford et al., ICLR 2016)::
+
+    z (B, d) -> Linear -> BN -> ReLU -> (C0, s0, s0)
+             -> [ConvTranspose 4x4 stride 2 -> BN -> ReLU] x (n_up - 1)
+             -> ConvTranspose 4x4 stride 2 -> tanh -> x (B, C, H, W) in [-1, 1]
+
+with s0 = 4 for sizes 8, 16, 32, 64 and s0 = 7 for 28 (28 = 7 * 2^2), C0 = width * 2^(n_up - 1)
+and the channel count halving at every up-sampling. :class:`ConvTrunk` is the mirror image
+(strided 4x4 convolutions, BN, LeakyReLU 0.2, no pooling) ending in a linear head: the VAE's
+encoder and the GAN's discriminator.
+
+Example::
+
+    >>> g = Generator(latent_dim=10, image_shape=(1, 28, 28), width=32)
+    >>> g(torch.zeros(2, 10)).shape
+    torch.Size([2, 1, 28, 28])
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from genbench.operators import ImageShape
+
+SUPPORTED_SIZES = (8, 16, 28, 32, 64)
+
+
+def _layout(image_shape: ImageShape) -> tuple[int, int]:
+    """(s0, n_up): the seed resolution and the number of x2 up-samplings for this image."""
+    channels, height, width = image_shape
+    if height != width or height not in SUPPORTED_SIZES:
+        raise ValueError(f"the shared backbone supports square images of size {SUPPORTED_SIZES}, "
+                         f"got {height}x{width}; resize the data (--set data.image_size=...)")
+    if channels not in (1, 3):
+        raise ValueError(f"the shared backbone supports 1 or 3 channels, got {channels}")
+    s0 = 7 if height == 28 else 4
+    return s0, int(round(math.log2(height // s0)))
+
+
+class Generator(nn.Module):
+    """Top-down ConvNet g(z; W): (B, latent_dim) -> (B, C, H, W) in [-1, 1]."""
+
+    def __init__(self, latent_dim: int, image_shape: ImageShape, width: int = 32) -> None:
+        super().__init__()
+        if width < 1:
+            raise ValueError(f"backbone width must be >= 1, got {width}")
+        self.latent_dim = latent_dim
+        self.image_shape = tuple(image_shape)
+        self.s0, n_up = _layout(self.image_shape)
+        self.c0 = width * 2 ** (n_up - 1)
+        self.project = nn.Sequential(
+            nn.Linear(latent_dim, self.c0 * self.s0 * self.s0, bias=False),
+            nn.BatchNorm1d(self.c0 * self.s0 * self.s0),
+            nn.ReLU(inplace=True),
+        )
+        layers: list[nn.Module] = []
+        c = self.c0
+        for _ in range(n_up - 1):
+            layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(c // 2),
+                       nn.ReLU(inplace=True)]
+            c //= 2
+        layers += [nn.ConvTranspose2d(c, self.image_shape[0], 4, 2, 1), nn.Tanh()]
+        self.up = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = self.project(z).view(-1, self.c0, self.s0, self.s0)  # (B, C0, s0, s0)
+        return self.up(h)  # (B, C, H, W)
+
+
+class ConvTrunk(nn.Module):
+    """Bottom-up mirror of :class:`Generator`: (B, C_in, H, W) -> (B, out_features).
+
+    ``in_channels`` may exceed the image's channels (e.g. a VAE encoder that also sees the
+    observation mask as an extra channel).
+    """
+
+    def __init__(self, image_shape: ImageShape, out_features: int, width: int = 32,
+                 in_channels: int | None = None) -> None:
+        super().__init__()
+        s0, n_up = _layout(tuple(image_shape))
+        c_in = image_shape[0] if in_channels is None else in_channels
+        layers: list[nn.Module] = []
+        c = width
+        for i in range(n_up):
+            layers.append(nn.Conv2d(c_in, c, 4, 2, 1, bias=i == 0))
+            if i > 0:  # DCGAN: no BN on the first layer
+                layers.append(nn.BatchNorm2d(c))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            c_in, c = c, c * 2
+        self.down = nn.Sequential(*layers)
+        self.head = nn.Linear(c_in * s0 * s0, out_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.down(x).flatten(1))
+
+
+def dcgan_init(module: nn.Module, std: float = 0.02) -> None:
+    """DCGAN initialisation: conv/linear weights ~ N(0, std), BN weights ~ N(1, std), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.normal_(m.weight, 1.0, std)
+            nn.init.zeros_(m.bias)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(net: nn.Module, inputs: Tensor, batch_size: int = 500) -> None:
+    """Replace BN running statistics by exact averages over ``inputs`` (one forward pass).
+
+    Training in train mode leaves running statistics that lag behind the final weights;
+    evaluating with exact statistics makes ``eval()`` outputs match what training optimised.
+    """
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    saved = [(m.momentum, m.training) for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    was_training = net.training
+    net.train()
+    for i in range(0, inputs.shape[0], batch_size):
+        net(inputs[i:i + batch_size])
+    net.train(was_training)
+    for m, (momentum, _) in zip(bns, saved):
+        m.momentum = momentum

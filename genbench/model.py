@@ -1,0 +1,181 @@
+"""The one interface every genbench model implements, ours or a user's.
+
+A model learns from :class:`~genbench.operators.Observations` made through any operator (clean
+data is the :class:`~genbench.operators.Identity` operator) and recovers images from new ones::
+
+    model = SomeModel(SomeConfig(latent_dim=10))
+    model.fit(train_obs)                 # -> model (fitted state ends in "_")
+    z = model.infer(test_obs)            # (N, latent_dim)
+    x_hat = model.reconstruct(test_obs)  # (N, C, H, W) in [-1, 1]
+    x = model.sample(16)                 # (16, C, H, W), where the model can sample
+
+Conventions (see STYLE.md): the constructor stores the config and does nothing else; the
+device is the one the observations live on; randomness comes from torch's global generator,
+which only the runner seeds. A new model is one file: a frozen config dataclass derived from
+:class:`ModelConfig`, a subclass of :class:`LatentModel`, and ``@register_model("name")``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from genbench.operators import Observations, Operator
+
+M = TypeVar("M", bound="LatentModel")
+
+
+class NotFittedError(RuntimeError):
+    """Raised when a model is used before ``fit``."""
+
+
+class UnsupportedOperatorError(ValueError):
+    """Raised when a model is given observations through an operator it does not handle."""
+
+
+class DivergenceError(RuntimeError):
+    """Raised when a loss or an iterate becomes NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters shared by every model. Subclasses add their own fields."""
+
+    latent_dim: int = 10
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.latent_dim, int) or self.latent_dim <= 0:
+            raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim!r}")
+
+
+def check_finite(value: Tensor, what: str) -> None:
+    """Raise :class:`DivergenceError` if ``value`` has a NaN or inf (one host sync: call it
+    once per epoch or per inference call, not per step)."""
+    if not bool(torch.isfinite(value).all()):
+        raise DivergenceError(f"{what} is NaN or infinite: training diverged (lower the step size "
+                              f"or learning rate)")
+
+
+def progress(iterable: Iterable, desc: str, total: int | None = None) -> Iterator:
+    """A tqdm progress bar on stderr, shown only when stderr is a terminal."""
+    return iter(tqdm(iterable, desc=desc, total=total, leave=False, disable=None, dynamic_ncols=True))
+
+
+class LatentModel(ABC):
+    """Base class of every model. Subclasses set ``Config`` and implement the abstract methods.
+
+    Class attributes a subclass may set:
+
+    - ``Config``: its frozen config dataclass (a subclass of :class:`ModelConfig`).
+    - ``supported_operators``: operator classes it can learn from / recover through.
+    - ``dry_run_overrides``: config values that make ``fit``/``infer`` take one step
+      (used by ``run_benchmarks.py --dry-run`` and the fast tests).
+    """
+
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+    supported_operators: ClassVar[tuple[type[Operator], ...]] = (Operator,)
+    dry_run_overrides: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        config = self.Config() if config is None else config
+        if not isinstance(config, self.Config):
+            raise TypeError(f"{type(self).__name__} expects a {self.Config.__name__}, "
+                            f"got {type(config).__name__}")
+        self.config = config
+
+    # -- the interface --------------------------------------------------------------------
+    @abstractmethod
+    def fit(self: M, obs: Observations) -> M:
+        """Learn from observations (through any supported operator); return ``self``."""
+
+    @abstractmethod
+    def infer(self, obs: Observations) -> Tensor:
+        """Latent factors (N, latent_dim) that explain new observations."""
+
+    @abstractmethod
+    def decode(self, z: Tensor) -> Tensor:
+        """Images (N, C, H, W) in [-1, 1] for latent factors z (N, latent_dim)."""
+
+    def reconstruct(self, obs: Observations) -> Tensor:
+        """Full images (N, C, H, W) in [-1, 1] recovered from observations."""
+        return self.decode(self.infer(obs)).clamp(-1.0, 1.0)
+
+    def sample(self, n: int) -> Tensor:
+        """n draws (n, C, H, W) from the model: decode z ~ N(0, I)."""
+        self._check_fitted()
+        z = torch.randn(n, self.config.latent_dim, device=self.device_)
+        return self.decode(z).clamp(-1.0, 1.0)
+
+    @property
+    def infer_steps(self) -> int:
+        """Iterations one ``infer`` call spends per image (0 = closed form or one pass)."""
+        return 0
+
+    # -- persistence ------------------------------------------------------------------------
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Fitted state: tensors, numbers and strings only (loadable with weights_only=True)."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the fitted state written by :meth:`state_dict`."""
+
+    def save(self, path: str | Path) -> None:
+        """Write config and fitted state to ``path`` with ``torch.save``."""
+        self._check_fitted()
+        torch.save({"config": dataclasses.asdict(self.config), "state": self.state_dict()}, path)
+
+    @classmethod
+    def load(cls: type[M], path: str | Path, map_location: str | torch.device = "cpu") -> M:
+        """Read a model written by :meth:`save` (safe: ``weights_only=True``)."""
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+        model = cls(cls.Config(**blob["config"]))
+        model.load_state_dict(blob["state"])
+        return model
+
+    # -- helpers for subclasses -------------------------------------------------------------
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "image_shape_")
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"{type(self).__name__} is not fitted yet: call fit(observations) first")
+
+    def _check_obs(self, obs: Observations, *, fitting: bool = False) -> None:
+        """Validate observations at the boundary: type, operator support, image shape."""
+        if not isinstance(obs, Observations):
+            raise TypeError(f"{type(self).__name__} expects Observations (make them with "
+                            f"operator.observe(x)), got {type(obs).__name__}")
+        if not isinstance(obs.op, self.supported_operators):
+            names = ", ".join(c.__name__ for c in self.supported_operators)
+            raise UnsupportedOperatorError(f"{type(self).__name__} does not support the "
+                                           f"{type(obs.op).__name__} operator (supported: {names})")
+        if len(obs) == 0:
+            raise ValueError(f"{type(self).__name__} got no observations (N = 0)")
+        if not fitting:
+            self._check_fitted()
+            if tuple(obs.image_shape) != tuple(self.image_shape_):
+                raise ValueError(f"{type(self).__name__} was fitted on images {self.image_shape_}, "
+                                 f"got observations of images {tuple(obs.image_shape)}")
+
+    def _set_fitted(self, obs: Observations) -> None:
+        self.image_shape_ = tuple(obs.image_shape)
+        self.device_ = obs.device
+
+    @staticmethod
+    def _batches(n: int, batch_size: int) -> list[slice]:
+        return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+    @property
+    def n_pixels(self) -> int:
+        return math.prod(self.image_shape_)
