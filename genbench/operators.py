@@ -69,9 +69,11 @@ class Operator(nn.Module):
         self._generator = torch.Generator().manual_seed(self.seed)
 
     # -- randomness -------------------------------------------------------------------------
-    def reset(self) -> None:
-        """Rewind the operator's random state to its seed (the next masks repeat the first)."""
-        self._generator.manual_seed(self.seed)
+    def reset(self, stream: int = 0) -> None:
+        """Rewind the random state: ``stream`` 0 is the seed itself, other streams give
+        independent, reproducible mask sequences (the runner uses one stream per data split).
+        Fixed parts such as a projection matrix are not redrawn."""
+        self._generator.manual_seed(self.seed + 1_000_003 * int(stream))
 
     def draw_mask(self, n: int, image_shape: ImageShape) -> Tensor | None:
         """Per-image mask of observed entries, (n, 1, H, W) float in {0, 1}; None = all observed."""

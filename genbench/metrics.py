@@ -1,0 +1,152 @@
+"""Recovery metrics: MAE, MSE and PSNR between clean images and a model's recoveries.
+
+Images are float tensors ``(N, C, H, W)`` in ``[-1, 1]``; every metric is computed on the ``[0, 1]`` pixel
+scale, ``x01 = (x + 1) / 2``, over the *selected* entries (all of them, or the nonzero entries of a mask --
+for inpainting the tasks pass the occluded entries):
+
+- ``mae  = sum_sel |x01 - x_hat01| / n_sel``, pooled over all selected entries of all images. This is the
+  per-pixel difference relative to the pixel range reported in the ABP paper (Han, Lu, Zhu & Wu, "Alternating
+  Back-Propagation for Generator Network", AAAI 2017); multiply by 255 for the 0..255 unit.
+- ``mse  = sum_sel (x01 - x_hat01)^2 / n_sel``, pooled the same way.
+- ``psnr = mean_i 10 * log10(1 / max(mse_i, 1e-10))`` where ``mse_i`` is image i's MSE over its own selected
+  entries. The floor makes a perfect recovery score 100 dB instead of infinity. Images with no selected entry
+  are left out of the mean; if no image has one, psnr is NaN (and so are mae and mse).
+
+Nothing is clipped: an ``x_hat`` outside ``[-1, 1]`` is scored as returned, because the scorer measures what the
+model produced. A ``NaN`` or infinite ``x_hat`` raises ``ValueError`` (the model's recovery diverged).
+
+Example::
+
+    >>> x = torch.zeros(2, 1, 4, 4)
+    >>> score(x, x)
+    {'mae': 0.0, 'mse': 0.0, 'psnr': 100.0}
+    >>> acc = MetricAccumulator()
+    >>> for xb, xb_hat, mb in batches:
+    ...     acc.update(xb, xb_hat, mask=mb)
+    >>> acc.compute()["mae"]
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+MAE = "mae"
+MSE = "mse"
+PSNR = "psnr"
+METRICS = (MAE, MSE, PSNR)
+
+#: MSE floor used for PSNR, so that a perfect recovery gives 10 * log10(1 / 1e-10) = 100 dB.
+MSE_FLOOR = 1e-10
+
+# Tolerance on the [-1, 1] range of the clean images (they may have been through float arithmetic).
+_RANGE_TOL = 1e-4
+
+__all__ = ["MAE", "MSE", "PSNR", "METRICS", "MSE_FLOOR", "MetricAccumulator", "score"]
+
+
+def _check_pair(x: Tensor, x_hat: Tensor, mask: Tensor | None) -> None:
+    """Raise ``ValueError`` saying what was expected when the inputs cannot be scored."""
+    for name, t in (("x", x), ("x_hat", x_hat)):
+        if not isinstance(t, Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor of shape (N, C, H, W), got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(f"{name} must be 4-D (N, C, H, W), got shape {tuple(t.shape)}")
+        if not t.is_floating_point():
+            raise ValueError(f"{name} must be a float tensor with values in [-1, 1], got dtype {t.dtype}")
+    if x.shape != x_hat.shape:
+        raise ValueError(
+            f"x and x_hat must have the same shape, got x {tuple(x.shape)} and x_hat {tuple(x_hat.shape)}"
+        )
+    if mask is not None:
+        if not isinstance(mask, Tensor):
+            raise ValueError(f"mask must be a torch.Tensor or None, got {type(mask).__name__}")
+        try:
+            broadcast = torch.broadcast_shapes(mask.shape, x.shape)
+        except RuntimeError:
+            broadcast = None
+        if broadcast != x.shape:
+            raise ValueError(
+                f"mask of shape {tuple(mask.shape)} is not broadcastable to the images' shape {tuple(x.shape)}; "
+                "expected e.g. (N, 1, H, W) or (N, C, H, W), nonzero = entry is scored"
+            )
+
+
+def _check_values(x: Tensor, x_hat: Tensor) -> None:
+    """Check the values (on the CPU copies): finite recovery, clean images in [-1, 1]."""
+    if torch.isnan(x_hat).any():
+        raise ValueError("x_hat contains NaN: the model's recovery diverged")
+    if torch.isinf(x_hat).any():
+        raise ValueError("x_hat contains inf: the model's recovery diverged")
+    if not torch.isfinite(x).all():
+        raise ValueError("x (the clean images) contains NaN or inf")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1 - _RANGE_TOL or hi > 1 + _RANGE_TOL:
+        raise ValueError(
+            f"x (the clean images) must lie in [-1, 1], got values in [{lo:.4g}, {hi:.4g}]; "
+            "rescale the data (e.g. x / 127.5 - 1 for 0..255 pixels)"
+        )
+
+
+class MetricAccumulator:
+    """Streams batches; the result does not depend on how the images were split into batches.
+
+    Per-image sums are kept in float64 on the CPU and added with ``math.fsum`` (exactly rounded), so splitting
+    the same images into different batches gives the same numbers.
+
+    Attributes:
+        n_images: number of images seen by ``update`` (including images with an empty mask).
+    """
+
+    def __init__(self) -> None:
+        self.n_images: int = 0
+        self._abs: list[np.ndarray] = []  # per-image sum |x01 - x_hat01| over selected entries, (N,)
+        self._sq: list[np.ndarray] = []  # per-image sum (x01 - x_hat01)^2, (N,)
+        self._count: list[np.ndarray] = []  # per-image number of selected entries, (N,)
+
+    def update(self, x: Tensor, x_hat: Tensor, mask: Tensor | None = None) -> None:
+        """Add a batch: ``x`` clean and ``x_hat`` recovered, both ``(N, C, H, W)`` in [-1, 1]; ``mask``
+        broadcastable to that shape (nonzero = scored) or ``None`` for all entries."""
+        _check_pair(x, x_hat, mask)
+        x = x.detach().double().cpu()
+        x_hat = x_hat.detach().double().cpu()
+        _check_values(x, x_hat)
+        diff = (x - x_hat) / 2  # x01 - x_hat01, (N, C, H, W)
+        if mask is None:
+            sel = torch.ones_like(diff, dtype=torch.bool)
+        else:
+            sel = (mask.detach().cpu() != 0).expand(x.shape)
+        zero = torch.zeros((), dtype=diff.dtype)
+        self._abs.append(torch.where(sel, diff.abs(), zero).sum(dim=(1, 2, 3)).numpy())
+        self._sq.append(torch.where(sel, diff.square(), zero).sum(dim=(1, 2, 3)).numpy())
+        self._count.append(sel.sum(dim=(1, 2, 3)).numpy().astype(np.int64))
+        self.n_images += x.shape[0]
+
+    def compute(self) -> dict[str, float]:
+        """Return ``{MAE: ..., MSE: ..., PSNR: ...}`` over everything seen so far (NaN where no entry was
+        selected). Raises ``ValueError`` if ``update`` was never called with an image."""
+        if self.n_images == 0:
+            raise ValueError("no images to score: call update(x, x_hat, mask) with at least one image first")
+        abs_i, sq_i, count_i = (np.concatenate(v) for v in (self._abs, self._sq, self._count))
+        n_sel = int(count_i.sum())
+        if n_sel == 0:
+            return {MAE: math.nan, MSE: math.nan, PSNR: math.nan}
+        scored = count_i > 0
+        mse_i = np.maximum(sq_i[scored] / count_i[scored], MSE_FLOOR)
+        psnr_i = -10.0 * np.log10(mse_i)
+        return {
+            MAE: math.fsum(abs_i) / n_sel,
+            MSE: math.fsum(sq_i) / n_sel,
+            PSNR: math.fsum(psnr_i) / len(psnr_i),
+        }
+
+
+def score(x: Tensor, x_hat: Tensor, mask: Tensor | None = None) -> dict[str, float]:
+    """One-shot ``MetricAccumulator``: ``{MAE, MSE, PSNR}`` of ``x_hat`` against ``x`` over the selected
+    entries (see the module docstring for the formulas)."""
+    acc = MetricAccumulator()
+    acc.update(x, x_hat, mask)
+    return acc.compute()
