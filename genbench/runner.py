@@ -1,0 +1,346 @@
+"""The runner: turns a :class:`~genbench.config.RunConfig` into rows of the tidy results table.
+
+A *cell* is one (model, latent dim, seed, task, variant, protocol); it is scored on the splits its
+task names for that protocol, one row per (split, metric). The runner is the only place that
+seeds and picks the device (STYLE.md 11), and it does the same for every model and task:
+
+1. load the data once and move it to the device;
+2. per (task, variant, seed) build one operator (its seed derived from the run seed, so every
+   model sees the same masks / projection matrix) and observe each split once, on its own
+   random stream (train, test, negative);
+3. per (model, latent dim, seed) fit **once** on clean training images and share that fit with
+   every ``clean-train`` cell; a ``learn-from-corrupted`` cell fits on that variant's observed
+   training images;
+4. recover, score (``task.score``) and append the cell's rows to ``results.csv`` in one write
+   (crash-safe: what finished is on disk);
+5. isolate failures: an exception or NaN in a cell becomes rows with ``status=failed`` and the
+   message, an operator the model does not support becomes ``status=unsupported``; the sweep
+   goes on. ``KeyboardInterrupt`` stops after the rows already written.
+
+Every random draw is seeded from (run seed, cell identity), so a cell's numbers do not depend
+on which other cells ran before it. Times are wall-clock seconds (CUDA is synchronised).
+
+Example::
+
+    >>> cfg = resolve_config("quick", overrides=["dry_run=true"])
+    >>> summary = Runner(cfg).run()
+    >>> summary.run_dir / "results.csv"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+import traceback
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from genbench.config import ConfigError, RunConfig
+from genbench.data import DataConfig, load_data
+from genbench.metrics import METRICS
+from genbench.model import LatentModel
+from genbench.operators import Identity, Observations, Operator
+from genbench.registry import ModelSpec, get_model, get_task
+from genbench.results import (STATUS_FAILED, STATUS_OK, STATUS_UNSUPPORTED, ResultRow, ResultsWriter,
+                              config_hash, read_results, versions_string, write_summary)
+from genbench.task import CLEAN_TRAIN, Task, Variant
+
+#: random stream of each split's observations (see Operator.reset)
+SPLIT_STREAMS = {"train": 1, "test": 2, "negative": 3}
+#: data sizes of a dry run: every cell, a few images, one step
+DRY_RUN_DATA = {"n_train": 64, "n_test": 16, "n_negative": 16}
+DRY_RUN_EVAL = 16
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (model, latent dim, seed, task, variant, protocol) of a sweep."""
+
+    model: str
+    latent_dim: int
+    seed: int
+    task: str
+    variant: str
+    protocol: str
+
+    def label(self) -> str:
+        return (f"{self.model} d={self.latent_dim} seed={self.seed} "
+                f"{self.task}/{self.variant} {self.protocol}")
+
+
+@dataclass
+class RunSummary:
+    """What a run did: its folder, the cells and which of them failed."""
+
+    run_dir: Path
+    n_cells: int = 0
+    n_ok: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (cell label, message)
+    seconds: float = 0.0
+
+
+def derive_seed(*parts: Any) -> int:
+    """A stable 31-bit seed from any parts (crc32 of their text): independent of call order."""
+    return zlib.crc32("/".join(map(str, parts)).encode("utf-8")) & 0x7FFFFFFF
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when torch sees a GPU, else CPU. ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for, but torch sees no CUDA GPU on this machine; "
+                          "use --device cpu or --device auto")
+    return torch.device(name)
+
+
+def effective_data_config(cfg: RunConfig) -> DataConfig:
+    """The data config of a run: a dry run caps the sizes to a few images."""
+    if not cfg.dry_run:
+        return cfg.data
+    caps = {k: min(v, getattr(cfg.data, k) or v) for k, v in DRY_RUN_DATA.items()}
+    return dataclasses.replace(cfg.data, **caps)
+
+
+def make_run_dir(out: str | Path, run_id: str) -> Path:
+    """Create ``out/run_id`` (``-2``, ``-3`` ... if taken); a non-writable ``out`` is a ConfigError."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for i in range(1, 1000):
+            path = out / (run_id if i == 1 else f"{run_id}-{i}")
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
+    except OSError as err:
+        raise ConfigError(f"cannot create the run folder under {out}: {err.strerror or err}") from None
+    raise ConfigError(f"too many runs named {run_id!r} under {out}")
+
+
+class Runner:
+    """Runs every cell of a config; see the module docstring for the order and the guarantees."""
+
+    def __init__(self, config: RunConfig, *, run_id: str | None = None, log: Log = _stderr,
+                 meta: dict[str, Any] | None = None) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.log = log
+        self.run_id = run_id or time.strftime("%Y%m%d-%H%M%S")
+        self.meta = dict(meta or {})
+        self.tasks: dict[str, Task] = {}
+        for name in config.tasks:
+            try:
+                self.tasks[name] = get_task(name)(config.task.get(name))
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+        self.n_eval = DRY_RUN_EVAL if config.dry_run else config.n_eval
+
+    # -- set-up -------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Load the data and check every variant, before anything is written (bad input fails here)."""
+        self.data_config = effective_data_config(self.config)
+        data = load_data(self.data_config)
+        self.image_shape = data.image_shape
+        self.splits: dict[str, Tensor] = {s: getattr(data, s).to(self.device) for s in SPLIT_STREAMS}
+        self.variants: dict[str, list[Variant]] = {}
+        for name, task in self.tasks.items():
+            try:
+                self.variants[name] = task.variants(self.image_shape)
+            except ValueError as err:
+                raise ConfigError(f"task {name!r}: {err}") from None
+
+    def cells(self) -> list[Cell]:
+        """Every cell, grouped so that one clean fit serves all the cells that use it."""
+        out = []
+        for model in self.config.models:
+            for d in self.config.latent_dims:
+                for seed in self.config.seeds:
+                    for task, variants in self.variants.items():
+                        for v in variants:
+                            out += [Cell(model, d, seed, task, v.name, p) for p in v.protocols]
+        return out
+
+    # -- the sweep ----------------------------------------------------------------------------------
+    def run(self, out: str | Path | None = None) -> RunSummary:
+        """Prepare, create the run folder, run every cell, write the summary."""
+        if not hasattr(self, "splits"):
+            self.prepare()
+        run_dir = make_run_dir(out or self.config.out, self.run_id)
+        self.run_dir = run_dir
+        self._write_config(run_dir)
+        writer = ResultsWriter(run_dir / "results.csv")
+        cells = self.cells()
+        summary = RunSummary(run_dir, n_cells=len(cells))
+        start = time.perf_counter()
+        self._fits: dict[tuple, tuple[LatentModel | None, float, str]] = {}
+        self._obs: dict[tuple, tuple[Operator, dict[str, Observations]]] = {}
+        self.fit_count = 0  # fits actually run (a clean fit is shared by its cells)
+        try:
+            for i, cell in enumerate(cells, 1):
+                rows, status, message = self._run_cell(cell)
+                writer.append(rows)
+                if status == STATUS_FAILED:
+                    summary.failed.append((cell.label(), message))
+                elif status == STATUS_OK:
+                    summary.n_ok += 1
+                self.log(f"[{i}/{len(cells)}] {cell.label()}: {self._describe(rows, status, message)}")
+                self._forget_fits(cells[i:])
+        finally:
+            summary.seconds = time.perf_counter() - start
+            if (run_dir / "results.csv").exists():
+                write_summary(read_results(run_dir / "results.csv"), run_dir / "summary.md")
+        return summary
+
+    def _write_config(self, run_dir: Path) -> None:
+        blob = {"run_id": self.run_id, **self.meta, "config": self.config.to_dict(),
+                "data_effective": dataclasses.asdict(self.data_config), "device": str(self.device),
+                "versions": versions_string()}
+        path = run_dir / "config.json"
+        tmp = path.with_name("config.json.tmp")
+        tmp.write_text(json.dumps(blob, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+    def _forget_fits(self, remaining: list[Cell]) -> None:
+        """Drop fitted models no remaining cell needs (memory)."""
+        needed = {(c.model, c.latent_dim, c.seed) for c in remaining}
+        for key in [k for k in self._fits if k[:3] not in needed]:
+            del self._fits[key]
+
+    @staticmethod
+    def _describe(rows: list[ResultRow], status: str, message: str) -> str:
+        if status != STATUS_OK:
+            return f"{status}: {message.splitlines()[0] if message else ''}"
+        scores = [f"{r.split} mae {r.value:.4f}" for r in rows if r.metric == "mae"]
+        return f"fit {rows[0].fit_seconds:.1f}s, " + ", ".join(scores)
+
+    # -- one cell -----------------------------------------------------------------------------------
+    def _run_cell(self, cell: Cell) -> tuple[list[ResultRow], str, str]:
+        spec = get_model(cell.model)
+        task = self.tasks[cell.task]
+        variant = next(v for v in self.variants[cell.task] if v.name == cell.variant)
+        op, observed = self._observations(cell, variant)
+        model_config = self._model_config(spec, cell.latent_dim)
+        base = dict(cell_hash=config_hash({
+            "data": dataclasses.asdict(self.data_config), "model": cell.model,
+            "model_config": dataclasses.asdict(model_config), "task": cell.task, "params": task.params,
+            "variant": cell.variant, "operator": op.describe(), "n_eval": self.n_eval}))
+        splits = task.splits[cell.protocol]
+        if not isinstance(op, spec.cls.supported_operators):
+            message = f"{cell.model} does not support the {type(op).__name__} operator"
+            return self._rows(cell, splits, base, status=STATUS_UNSUPPORTED, message=message), \
+                STATUS_UNSUPPORTED, message
+        model, fit_seconds, error = self._fit(cell, spec, model_config, observed)
+        if model is None:
+            return self._rows(cell, splits, base, status=STATUS_FAILED, message=error,
+                              fit_seconds=fit_seconds), STATUS_FAILED, error
+        rows: list[ResultRow] = []
+        for split in splits:
+            x = self._eval_images(split)
+            obs = observed[split][: len(x)]
+            torch.manual_seed(derive_seed(cell.seed, cell.model, cell.latent_dim, cell.task,
+                                          cell.variant, cell.protocol, split))
+            try:
+                t0 = self._clock()
+                x_hat = model.reconstruct(obs)
+                infer_seconds = self._clock() - t0
+                scores = task.score(obs, x, x_hat)
+                eval_seconds = self._clock() - t0
+            except Exception as err:  # noqa: BLE001 -- isolate the failure in this cell
+                message = _error_text(err)
+                rows += self._rows(cell, [split], base, status=STATUS_FAILED, message=message,
+                                   fit_seconds=fit_seconds)
+                return rows + self._rows(cell, splits[splits.index(split) + 1:], base, status=STATUS_FAILED,
+                                         message=message, fit_seconds=fit_seconds), STATUS_FAILED, message
+            rows += [self._row(cell, split, base, metric=m, value=scores[m], n_images=len(x),
+                               fit_seconds=fit_seconds, eval_seconds=eval_seconds,
+                               infer_seconds=infer_seconds / len(x), infer_steps=model.infer_steps)
+                     for m in METRICS]
+        return rows, STATUS_OK, ""
+
+    def _model_config(self, spec: ModelSpec, latent_dim: int):
+        overrides = dict(self.config.model.get(spec.name, {}))
+        if self.config.dry_run:
+            overrides.update(spec.cls.dry_run_overrides)
+        return spec.make_config(latent_dim=latent_dim, **overrides)
+
+    def _eval_images(self, split: str) -> Tensor:
+        x = self.splits[split]
+        return x if self.n_eval is None else x[: self.n_eval]
+
+    def _observations(self, cell: Cell, variant: Variant) -> tuple[Operator, dict[str, Observations]]:
+        """The operator of (task, variant, seed) and each split observed once through it."""
+        key = (cell.task, cell.variant, cell.seed)
+        if key not in self._obs:
+            op = variant.make_operator(self.image_shape, derive_seed(cell.seed, cell.task, cell.variant))
+            observed = {}
+            for split, stream in SPLIT_STREAMS.items():
+                op.reset(stream)
+                observed[split] = op.observe(self.splits[split])
+            self._obs = {k: v for k, v in self._obs.items() if k[2] == cell.seed}  # memory: one seed
+            self._obs[key] = (op, observed)
+        return self._obs[key]
+
+    def _fit(self, cell: Cell, spec: ModelSpec, model_config: Any,
+             observed: dict[str, Observations]) -> tuple[LatentModel | None, float, str]:
+        """The fitted model of this cell: the shared clean fit, or a fit on the corrupted data."""
+        clean = cell.protocol == CLEAN_TRAIN
+        key = (cell.model, cell.latent_dim, cell.seed) + (() if clean else (cell.task, cell.variant))
+        if key not in self._fits:
+            if clean:
+                train = Identity(seed=cell.seed).observe(self.splits["train"])
+            else:
+                train = observed["train"]
+            torch.manual_seed(derive_seed(*key, "fit"))
+            t0 = self._clock()
+            try:
+                model = spec.cls(model_config).fit(train)
+                self._fits[key] = (model, self._clock() - t0, "")
+            except Exception as err:  # noqa: BLE001 -- isolate the failure in this cell
+                self._fits[key] = (None, self._clock() - t0, _error_text(err))
+            self.fit_count += 1
+        return self._fits[key]
+
+    def _clock(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    # -- rows ---------------------------------------------------------------------------------------
+    def _row(self, cell: Cell, split: str, base: dict[str, str], **values: Any) -> ResultRow:
+        return ResultRow(run_id=self.run_id, dataset=self.config.data.name, model=cell.model,
+                         task=cell.task, variant=cell.variant, protocol=cell.protocol, split=split,
+                         latent_dim=cell.latent_dim, seed=cell.seed, device=str(self.device),
+                         config_hash=base["cell_hash"], versions=versions_string(), **values)
+
+    def _rows(self, cell: Cell, splits: list[str] | tuple[str, ...], base: dict[str, str], *,
+              status: str, message: str, fit_seconds: float = float("nan")) -> list[ResultRow]:
+        """Rows of a cell that produced no score: value NaN, the status and the message."""
+        nan = float("nan")
+        return [self._row(cell, split, base, metric=m, value=nan, n_images=0, fit_seconds=fit_seconds,
+                          eval_seconds=nan, infer_seconds=nan, infer_steps=0, status=status,
+                          message=message)
+                for split in splits for m in METRICS]
+
+
+def _error_text(err: BaseException) -> str:
+    """``Type: message`` and the innermost frame, on one line, for the table."""
+    frames = traceback.extract_tb(err.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    return f"{type(err).__name__}: {' '.join(str(err).split())}{where}"
