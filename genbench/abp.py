@@ -103,6 +103,8 @@ class ABP(LatentModel):
 
     Config = ABPConfig
     dry_run_overrides = {"n_epochs": 1, "langevin_steps": 1, "test_steps": 1}
+    tiny_overrides = {"n_epochs": 40, "width": 8, "batch_size": 50, "lr": 1e-2, "langevin_steps": 5,
+                      "step_size": 0.3, "test_steps": 50, "test_step_size": 0.1}
     config: ABPConfig
 
     def fit(self, obs: Observations) -> ABP:
@@ -164,6 +166,10 @@ class ABP(LatentModel):
     @property
     def infer_steps(self) -> int:
         return self.config.test_steps
+
+    @property
+    def deterministic_inference(self) -> bool:
+        return not self.config.langevin_noise
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator_.state_dict(), "image_shape": list(self.image_shape_),

@@ -79,11 +79,14 @@ class LatentModel(ABC):
     - ``supported_operators``: operator classes it can learn from / recover through.
     - ``dry_run_overrides``: config values that make ``fit``/``infer`` take one step
       (used by ``run_benchmarks.py --dry-run`` and the fast tests).
+    - ``tiny_overrides``: config values that train to something real in a few seconds on tiny
+      data (about 200 8x8 images); the contract test checks the model then beats the mean image.
     """
 
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     supported_operators: ClassVar[tuple[type[Operator], ...]] = (Operator,)
     dry_run_overrides: ClassVar[dict[str, Any]] = {}
+    tiny_overrides: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         config = self.Config() if config is None else config
@@ -119,6 +122,12 @@ class LatentModel(ABC):
     def infer_steps(self) -> int:
         """Iterations one ``infer`` call spends per image (0 = closed form or one pass)."""
         return 0
+
+    @property
+    def deterministic_inference(self) -> bool:
+        """True when ``infer`` draws no random numbers: its result is then independent of the
+        batch size and of the random state (the contract test checks it)."""
+        return True
 
     # -- persistence ------------------------------------------------------------------------
     @abstractmethod

@@ -97,6 +97,10 @@ def register_model(name: str, *, description: str = "", **defaults: Any) -> Call
         if abstract:
             raise RegistryError(f"model {name!r}: {cls.__name__} does not implement "
                                 f"{sorted(abstract)}")
+        unknown = set(defaults) - set(config_fields(config_cls))
+        if unknown:
+            raise RegistryError(f"model {name!r}: registered defaults name no config field(s) "
+                                f"{sorted(unknown)}; {config_cls.__name__} has {config_fields(config_cls)}")
         spec = ModelSpec(name, cls, dict(defaults), description or (cls.__doc__ or "").strip().split("\n")[0])
         spec.make_config()  # fails now, not mid-sweep, if the defaults are wrong
         _MODELS[name] = spec
