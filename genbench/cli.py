@@ -163,3 +163,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, RegistryError, DataError) as err:
         print(f"genbench: error: {err}", file=sys.stderr)
         return 2
+    except SystemExit as exit_:  # argparse: --help (0) or a usage error (2, already reported)
+        return int(exit_.code or 0)
