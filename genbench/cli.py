@@ -53,8 +53,8 @@ def _csv_list(cast: type):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    models = ", ".join(available_models())
-    tasks = ", ".join(available_tasks())
+    models = ", ".join(sorted(available_models()))
+    tasks = ", ".join(sorted(available_tasks()))
     datasets = ", ".join(list_datasets())
     presets = available_presets()
     p = _Parser(prog=PROG, description="Compare latent generative models on one backbone and one set "
@@ -124,8 +124,8 @@ def cmd_list(argv: Sequence[str]) -> int:
     if argv:
         raise ConfigError(f"'list' takes no arguments, got {' '.join(argv)}")
     sections = {
-        "models": {n: s.description for n, s in available_models().items()},
-        "tasks": {n: (cls.__doc__ or "").strip().splitlines()[0] for n, cls in available_tasks().items()},
+        "models": {n: s.description for n, s in sorted(available_models().items())},
+        "tasks": {n: (cls.__doc__ or "").strip().splitlines()[0] for n, cls in sorted(available_tasks().items())},
         "datasets": list_datasets(),
         "presets": available_presets(),
     }
