@@ -42,7 +42,7 @@ def _observe(op, x: torch.Tensor, stream: int):
 
 
 def test_builtin_models_are_registered():
-    assert {"abp", "abp-gd", "pca"} <= set(MODELS)
+    assert {"abp", "abp-gd", "pca", "rbm", "dbn"} <= set(MODELS)
 
 
 @pytest.mark.parametrize("name", MODELS)
