@@ -81,12 +81,16 @@ class LatentModel(ABC):
       (used by ``run_benchmarks.py --dry-run`` and the fast tests).
     - ``tiny_overrides``: config values that train to something real in a few seconds on tiny
       data (about 200 8x8 images); the contract test checks the model then beats the mean image.
+    - ``tiny_limits``: operator names (``"pixel-mask"`` ...) -> why the model cannot beat the mean
+      image when it *learns from* that operator on tiny data; the contract test then checks the
+      weaker claim that it beats the operator's naive inverse, and prints the reason.
     """
 
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     supported_operators: ClassVar[tuple[type[Operator], ...]] = (Operator,)
     dry_run_overrides: ClassVar[dict[str, Any]] = {}
     tiny_overrides: ClassVar[dict[str, Any]] = {}
+    tiny_limits: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         config = self.Config() if config is None else config

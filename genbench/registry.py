@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 from genbench.model import LatentModel, ModelConfig
 
 ENTRY_POINT_GROUP = "genbench.models"
-BUILTIN_MODEL_MODULES = ("genbench.abp", "baselines.pca", "baselines.rbm", "baselines.dbn")
+BUILTIN_MODEL_MODULES = ("genbench.abp", "baselines.pca", "baselines.vae", "baselines.dcgan", "baselines.rbm",
+                         "baselines.dbn")
 BUILTIN_TASK_MODULES = ("tasks.reconstruction",)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
