@@ -274,7 +274,7 @@ def _keep(obs: Observations) -> Tensor:
     return obs.mask.expand(-1, obs.image_shape[0], -1, -1).flatten(1).to(obs.y.dtype)
 
 
-@register_model("rbm", description="Bernoulli RBM, CD-1 with momentum (Hinton 2010); clamped mean-field "
+@register_model("rbm", description="Bernoulli RBM, CD-k (k=3) with momentum (Hinton 2010); clamped mean-field "
                                    "inpainting, free-energy projection recovery, stochastic EM")
 class RBM(LatentModel):
     """Bernoulli-Bernoulli RBM; :class:`baselines.dbn.DBN` is the same model with more layers."""
