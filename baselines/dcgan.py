@@ -63,39 +63,26 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from genbench.backbone import ConvTrunk, Generator, dcgan_init, recalibrate_batchnorm
-from genbench.model import LatentModel, ModelConfig, check_finite, progress
+from genbench.model import GeneratorConfig, GeneratorModel, check_finite, frozen, progress, require
 from genbench.operators import Observations, gaussian_nll
 from genbench.registry import register_model
 
 
 @dataclass(frozen=True)
-class DCGANConfig(ModelConfig):
+class DCGANConfig(GeneratorConfig):
     """DCGAN / AmbientGAN / CSGM hyper-parameters (Radford et al.'s optimiser settings)."""
 
-    latent_dim: int = 10
-    sigma: float = 0.3          # likelihood std in the inversion objective, the same as ABP's
-    width: int = 32             # backbone width, generator and discriminator
-    lr: float = 2e-4            # Adam, generator and discriminator
-    beta1: float = 0.5
+    lr: float = 2e-4            # Adam, generator and discriminator (sigma, width: GeneratorConfig's)
     n_epochs: int = 60          # ~ABP's fit time (an epoch costs ~65% of ABP's)
     batch_size: int = 64
-    eval_batch_size: int = 500
     inversion_steps: int = 100  # Adam steps on z per restart
     inversion_lr: float = 0.1
     restarts: int = 2           # random starts per image; the best final objective is kept
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("sigma", "lr", "inversion_lr"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"DCGAN {name} must be > 0, got {getattr(self, name)}")
-        if not 0 <= self.beta1 < 1:
-            raise ValueError(f"DCGAN beta1 must be in [0, 1), got {self.beta1}")
-        for name in ("width", "n_epochs", "batch_size", "eval_batch_size", "restarts"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"DCGAN {name} must be >= 1, got {getattr(self, name)}")
-        if self.inversion_steps < 0:
-            raise ValueError(f"DCGAN inversion_steps must be >= 0, got {self.inversion_steps}")
+        require(self, positive=("inversion_lr",), at_least_one=("restarts",),
+                non_negative=("inversion_steps",))
 
 
 def discriminator_input(obs: Observations) -> Tensor:
@@ -141,7 +128,7 @@ def csgm_invert(g: torch.nn.Module, obs: Observations, *, sigma: float, steps: i
 
 @register_model("dcgan", description="DCGAN (Radford et al. 2016); AmbientGAN on corrupted data, "
                                      "CSGM inversion (Bora et al. 2017, 2018)")
-class DCGAN(LatentModel):
+class DCGAN(GeneratorModel):
     """DCGAN on the shared Generator; AmbientGAN learning, CSGM recovery."""
 
     Config = DCGANConfig
@@ -204,26 +191,16 @@ class DCGAN(LatentModel):
         """CSGM latents (N, d) and their objectives E (N,), batch by batch (see the module doc)."""
         self._check_obs(obs)
         cfg = self.config
-        g = self.generator_
-        g.requires_grad_(False)  # inversion needs gradients w.r.t. z only
-        try:
+        with frozen(self.generator_) as g:  # inversion needs gradients w.r.t. z only
             out = [csgm_invert(g, obs[b], sigma=cfg.sigma, steps=cfg.inversion_steps,
                                restarts=cfg.restarts, lr=cfg.inversion_lr)
                    for b in progress(self._batches(len(obs), cfg.eval_batch_size), desc="dcgan invert")]
-        finally:
-            g.requires_grad_(True)
         z, e = torch.cat([o[0] for o in out]), torch.cat([o[1] for o in out])
         check_finite(z, "DCGAN inverted latents")
         return z, e
 
     def infer(self, obs: Observations) -> Tensor:
         return self.invert(obs)[0]
-
-    @torch.no_grad()
-    def decode(self, z: Tensor) -> Tensor:
-        self._check_fitted()
-        z = z.to(self.device_)
-        return torch.cat([self.generator_(z[b]) for b in self._batches(len(z), self.config.eval_batch_size)])
 
     @property
     def infer_steps(self) -> int:

@@ -61,40 +61,25 @@ from torch import Tensor, nn
 
 from genbench.abp import langevin
 from genbench.backbone import ConvTrunk, Generator, recalibrate_batchnorm
-from genbench.model import LatentModel, ModelConfig, check_finite, progress
+from genbench.model import GeneratorConfig, GeneratorModel, check_finite, frozen, progress, require
 from genbench.operators import Observations, gaussian_nll
 from genbench.registry import register_model
 
 
 @dataclass(frozen=True)
-class VAEConfig(ModelConfig):
+class VAEConfig(GeneratorConfig):
     """VAE hyper-parameters; defaults checked on a validation split of the embedded 28x28 MNIST
     training digits (fit ~ the ABP budget, ~150 s for 4000 digits on 2 CPU cores)."""
 
-    latent_dim: int = 10
-    sigma: float = 0.3              # observation noise std, the same as ABP's
-    width: int = 32                 # backbone width, encoder and decoder
-    lr: float = 3e-3                # Adam on encoder and decoder
-    beta1: float = 0.5
+    lr: float = 3e-3                # Adam on encoder and decoder (sigma, width: GeneratorConfig's)
     n_epochs: int = 90              # ~ABP's fit time (an epoch costs ~40% of ABP's)
-    batch_size: int = 50
-    eval_batch_size: int = 500
     refine_steps: int = 0           # > 0: ABP-style iterative inference from the encoder mean
     refine_step_size: float = 0.07  # Langevin / gradient step size delta (0.1 oscillates on 28x28)
     refine_noise: bool = False      # True: Langevin with noise; False: gradient descent on z
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("sigma", "lr", "refine_step_size"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"VAE {name} must be > 0, got {getattr(self, name)}")
-        if not 0 <= self.beta1 < 1:
-            raise ValueError(f"VAE beta1 must be in [0, 1), got {self.beta1}")
-        for name in ("width", "n_epochs", "batch_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"VAE {name} must be >= 1, got {getattr(self, name)}")
-        if self.refine_steps < 0:
-            raise ValueError(f"VAE refine_steps must be >= 0, got {self.refine_steps}")
+        require(self, positive=("refine_step_size",), non_negative=("refine_steps",))
 
 
 def encoder_input(obs: Observations) -> Tensor:
@@ -121,7 +106,7 @@ def negative_elbo(encoder: nn.Module, decoder: Callable[[Tensor], Tensor], obs: 
 @register_model("vae", description="Variational auto-encoder, encoder-mean inference (Kingma & Welling 2014)")
 @register_model("vae-refine", description="VAE, encoder mean refined by 100 gradient steps on -log p(y, z) "
                                           "(ABP's inference)", refine_steps=100)
-class VAE(LatentModel):
+class VAE(GeneratorModel):
     """Variational auto-encoder: ConvTrunk encoder q(z | y), the shared Generator as decoder."""
 
     Config = VAEConfig
@@ -191,23 +176,13 @@ class VAE(LatentModel):
         cfg = self.config
         z, _ = self.encode(obs)
         if cfg.refine_steps > 0:
-            g = self.generator_
-            g.requires_grad_(False)  # refinement needs gradients w.r.t. z only
-            try:
+            with frozen(self.generator_) as g:  # refinement needs gradients w.r.t. z only
                 z = torch.cat([langevin(g, obs[b], z[b], sigma=cfg.sigma, steps=cfg.refine_steps,
                                         step_size=cfg.refine_step_size, noise=cfg.refine_noise)
                                for b in progress(self._batches(len(obs), cfg.eval_batch_size),
                                                  desc="vae refine")])
-            finally:
-                g.requires_grad_(True)
         check_finite(z, "VAE inferred latents")
         return z
-
-    @torch.no_grad()
-    def decode(self, z: Tensor) -> Tensor:
-        self._check_fitted()
-        z = z.to(self.device_)
-        return torch.cat([self.generator_(z[b]) for b in self._batches(len(z), self.config.eval_batch_size)])
 
     @property
     def infer_steps(self) -> int:

@@ -44,40 +44,28 @@ import torch
 from torch import Tensor
 
 from genbench.backbone import Generator, recalibrate_batchnorm
-from genbench.model import LatentModel, ModelConfig, check_finite, progress
+from genbench.model import GeneratorConfig, GeneratorModel, check_finite, frozen, progress, require
 from genbench.operators import Observations, gaussian_nll
 from genbench.registry import register_model
 
 
 @dataclass(frozen=True)
-class ABPConfig(ModelConfig):
+class ABPConfig(GeneratorConfig):
     """ABP hyper-parameters; defaults tuned on a validation split of the embedded 28x28 MNIST
     training digits (docs/abp_tuning.md: the grid tried, the errors and the costs)."""
 
-    latent_dim: int = 10
-    sigma: float = 0.3            # observation noise std (the paper's value)
     langevin_steps: int = 5       # l: Langevin steps per learning step (5 matched 10 at ~60% of the cost)
     step_size: float = 0.1        # delta: Langevin step size during training (0.05 and 0.3 were worse)
     langevin_noise: bool = True   # False: gradient descent on z ("abp-gd")
     n_epochs: int = 40            # ~150 s on 2 CPU cores for 4000 digits
-    batch_size: int = 50
     lr: float = 3e-3              # Adam on W (beat 1e-3 and 2e-3 at equal epochs)
-    beta1: float = 0.5
     test_steps: int = 100         # inference steps on new observations, from z = 0 (~0.02 s/image on CPU)
     test_step_size: float = 0.1   # converges in ~100 steps; 0.05 needs 300
-    width: int = 32               # backbone width (channels of the last hidden layer)
-    eval_batch_size: int = 500
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("sigma", "step_size", "lr", "test_step_size"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"ABP {name} must be > 0, got {getattr(self, name)}")
-        for name in ("langevin_steps", "n_epochs", "batch_size", "width", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ABP {name} must be >= 1, got {getattr(self, name)}")
-        if self.test_steps < 0:
-            raise ValueError(f"ABP test_steps must be >= 0, got {self.test_steps}")
+        require(self, positive=("step_size", "test_step_size"), at_least_one=("langevin_steps",),
+                non_negative=("test_steps",))
 
 
 def langevin(g: torch.nn.Module, obs: Observations, z: Tensor, *, sigma: float, steps: int,
@@ -101,7 +89,7 @@ def langevin(g: torch.nn.Module, obs: Observations, z: Tensor, *, sigma: float, 
 @register_model("abp", description="Alternating back-propagation, Langevin inference (Han et al. 2017)")
 @register_model("abp-gd", description="Alternating back-propagation, gradient-descent inference (no noise)",
                 langevin_noise=False)
-class ABP(LatentModel):
+class ABP(GeneratorModel):
     """Alternating Back-Propagation on the shared :class:`~genbench.backbone.Generator`."""
 
     Config = ABPConfig
@@ -145,26 +133,16 @@ class ABP(LatentModel):
     def infer(self, obs: Observations) -> Tensor:
         self._check_obs(obs)
         cfg = self.config
-        g = self.generator_
-        g.requires_grad_(False)  # inference needs gradients w.r.t. z only
-        try:
-            zs = []
+        zs = []
+        with frozen(self.generator_) as g:  # inference needs gradients w.r.t. z only
             for batch in progress(self._batches(len(obs), cfg.eval_batch_size), desc="abp infer"):
                 obs_b = obs[batch]
                 z0 = torch.zeros(len(obs_b), cfg.latent_dim, device=obs.device)
                 zs.append(langevin(g, obs_b, z0, sigma=cfg.sigma, steps=cfg.test_steps,
                                    step_size=cfg.test_step_size, noise=cfg.langevin_noise))
-        finally:
-            g.requires_grad_(True)
         z = torch.cat(zs)
         check_finite(z, "ABP inferred latents")
         return z
-
-    @torch.no_grad()
-    def decode(self, z: Tensor) -> Tensor:
-        self._check_fitted()
-        z = z.to(self.device_)
-        return torch.cat([self.generator_(z[b]) for b in self._batches(len(z), self.config.eval_batch_size)])
 
     @property
     def infer_steps(self) -> int:

@@ -37,7 +37,7 @@ from typing import Any, Literal
 import yaml
 
 from genbench.data import DataConfig
-from genbench.registry import available_tasks, get_model, get_task, RegistryError
+from genbench.registry import RegistryError, get_model, get_task
 
 Device = Literal["auto", "cpu", "cuda"]
 _PRESETS = resources.files("genbench") / "presets"
@@ -314,7 +314,3 @@ def _check_model_configs(cfg: RunConfig) -> None:
                 get_model(name).make_config(latent_dim=d, **cfg.model.get(name, {}))
             except (ValueError, TypeError) as err:
                 raise ConfigError(f"model {name!r} (latent_dim={d}): {err}") from None
-
-
-def task_names() -> list[str]:
-    return sorted(available_tasks())

@@ -20,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -55,6 +56,50 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.latent_dim, int) or self.latent_dim <= 0:
             raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim!r}")
+
+
+def require(config: Any, *, positive: Sequence[str] = (), at_least_one: Sequence[str] = (),
+            non_negative: Sequence[str] = ()) -> None:
+    """Check config fields by rule; a broken one raises a ValueError naming the config and field."""
+    rules = [(positive, lambda v: v > 0, "> 0"), (at_least_one, lambda v: v >= 1, ">= 1"),
+             (non_negative, lambda v: v >= 0, ">= 0")]
+    for names, ok, text in rules:
+        for name in names:
+            value = getattr(config, name)
+            if not ok(value):
+                raise ValueError(f"{type(config).__name__}.{name} must be {text}, got {value}")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig(ModelConfig):
+    """Fields of every model built on the shared :class:`~genbench.backbone.Generator` (ABP, VAE,
+    DCGAN): the same likelihood std, backbone width and optimiser knobs, so a comparison can hold
+    them equal. Subclasses change defaults and add their own fields."""
+
+    sigma: float = 0.3            # observation noise std of the shared likelihood (ABP paper's value)
+    width: int = 32               # backbone width (channels of the generator's last hidden layer)
+    lr: float = 1e-3              # Adam
+    beta1: float = 0.5
+    n_epochs: int = 40
+    batch_size: int = 50
+    eval_batch_size: int = 500
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self, positive=("sigma", "lr"), at_least_one=("width", "n_epochs", "batch_size",
+                                                              "eval_batch_size"))
+        if not 0 <= self.beta1 < 1:
+            raise ValueError(f"{type(self).__name__}.beta1 must be in [0, 1), got {self.beta1}")
+
+
+@contextmanager
+def frozen(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Weights take no gradient inside the block (inference w.r.t. z only), restored after."""
+    module.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        module.requires_grad_(True)
 
 
 def check_finite(value: Tensor, what: str) -> None:
@@ -192,3 +237,17 @@ class LatentModel(ABC):
     @property
     def n_pixels(self) -> int:
         return math.prod(self.image_shape_)
+
+
+class GeneratorModel(LatentModel):
+    """A model whose decoder is the shared Generator, fitted as ``generator_``: decoding is
+    written once here for ABP, the VAE and the GAN."""
+
+    Config: ClassVar[type[ModelConfig]] = GeneratorConfig
+    config: GeneratorConfig
+
+    @torch.no_grad()
+    def decode(self, z: Tensor) -> Tensor:
+        self._check_fitted()
+        z = z.to(self.device_)
+        return torch.cat([self.generator_(z[b]) for b in self._batches(len(z), self.config.eval_batch_size)])

@@ -151,6 +151,7 @@ class Runner:
             except ValueError as err:
                 raise ConfigError(str(err)) from None
         self.n_eval = DRY_RUN_EVAL if config.dry_run else config.n_eval
+        self.versions = versions_string()  # once: every row of the run carries it
 
     # -- set-up -------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -211,7 +212,7 @@ class Runner:
     def _write_config(self, run_dir: Path) -> None:
         blob = {"run_id": self.run_id, **self.meta, "config": self.config.to_dict(),
                 "data_effective": dataclasses.asdict(self.data_config), "device": str(self.device),
-                "versions": versions_string()}
+                "versions": self.versions}
         path = run_dir / "config.json"
         tmp = path.with_name("config.json.tmp")
         tmp.write_text(json.dumps(blob, indent=2) + "\n", encoding="utf-8")
@@ -237,21 +238,21 @@ class Runner:
         variant = next(v for v in self.variants[cell.task] if v.name == cell.variant)
         op, observed = self._observations(cell, variant)
         model_config = self._model_config(spec, cell.latent_dim)
-        base = dict(cell_hash=config_hash({
+        cell_hash = config_hash({
             "data": dataclasses.asdict(self.data_config), "model": cell.model,
             "model_config": dataclasses.asdict(model_config), "task": cell.task, "params": task.params,
-            "variant": cell.variant, "operator": op.describe(), "n_eval": self.n_eval}))
+            "variant": cell.variant, "operator": op.describe(), "n_eval": self.n_eval})
         splits = task.splits[cell.protocol]
         if not isinstance(op, spec.cls.supported_operators):
             message = f"{cell.model} does not support the {type(op).__name__} operator"
-            return self._rows(cell, splits, base, status=STATUS_UNSUPPORTED, message=message), \
+            return self._rows(cell, splits, cell_hash, status=STATUS_UNSUPPORTED, message=message), \
                 STATUS_UNSUPPORTED, message
         model, fit_seconds, error = self._fit(cell, spec, model_config, observed)
         if model is None:
-            return self._rows(cell, splits, base, status=STATUS_FAILED, message=error,
+            return self._rows(cell, splits, cell_hash, status=STATUS_FAILED, message=error,
                               fit_seconds=fit_seconds), STATUS_FAILED, error
         rows: list[ResultRow] = []
-        for split in splits:
+        for i, split in enumerate(splits):
             x = self._eval_images(split)
             obs = observed[split][: len(x)]
             torch.manual_seed(derive_seed(cell.seed, cell.model, cell.latent_dim, cell.task,
@@ -263,12 +264,10 @@ class Runner:
                 scores = task.score(obs, x, x_hat)
                 eval_seconds = self._clock() - t0
             except Exception as err:  # noqa: BLE001 -- isolate the failure in this cell
-                message = _error_text(err)
-                rows += self._rows(cell, [split], base, status=STATUS_FAILED, message=message,
-                                   fit_seconds=fit_seconds)
-                return rows + self._rows(cell, splits[splits.index(split) + 1:], base, status=STATUS_FAILED,
-                                         message=message, fit_seconds=fit_seconds), STATUS_FAILED, message
-            rows += [self._row(cell, split, base, metric=m, value=scores[m], n_images=len(x),
+                message = _error_text(err)  # this split and the ones after it fail
+                return rows + self._rows(cell, splits[i:], cell_hash, status=STATUS_FAILED, message=message,
+                                         fit_seconds=fit_seconds), STATUS_FAILED, message
+            rows += [self._row(cell, split, cell_hash, metric=m, value=scores[m], n_images=len(x),
                                fit_seconds=fit_seconds, eval_seconds=eval_seconds,
                                infer_seconds=infer_seconds / len(x), infer_steps=model.infer_steps)
                      for m in METRICS]
@@ -323,17 +322,17 @@ class Runner:
         return time.perf_counter()
 
     # -- rows ---------------------------------------------------------------------------------------
-    def _row(self, cell: Cell, split: str, base: dict[str, str], **values: Any) -> ResultRow:
+    def _row(self, cell: Cell, split: str, cell_hash: str, **values: Any) -> ResultRow:
         return ResultRow(run_id=self.run_id, dataset=self.config.data.name, model=cell.model,
                          task=cell.task, variant=cell.variant, protocol=cell.protocol, split=split,
                          latent_dim=cell.latent_dim, seed=cell.seed, device=str(self.device),
-                         config_hash=base["cell_hash"], versions=versions_string(), **values)
+                         config_hash=cell_hash, versions=self.versions, **values)
 
-    def _rows(self, cell: Cell, splits: list[str] | tuple[str, ...], base: dict[str, str], *,
+    def _rows(self, cell: Cell, splits: list[str] | tuple[str, ...], cell_hash: str, *,
               status: str, message: str, fit_seconds: float = float("nan")) -> list[ResultRow]:
         """Rows of a cell that produced no score: value NaN, the status and the message."""
         nan = float("nan")
-        return [self._row(cell, split, base, metric=m, value=nan, n_images=0, fit_seconds=fit_seconds,
+        return [self._row(cell, split, cell_hash, metric=m, value=nan, n_images=0, fit_seconds=fit_seconds,
                           eval_seconds=nan, infer_seconds=nan, infer_steps=0, status=status,
                           message=message)
                 for split in splits for m in METRICS]
