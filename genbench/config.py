@@ -309,8 +309,10 @@ def _check_sections(section: Any, kind: str, lookup) -> dict[str, dict[str, Any]
 def _check_model_configs(cfg: RunConfig) -> None:
     """Build every model config once now, so a bad value fails before any training."""
     for name in cfg.models:
-        for d in cfg.latent_dims:
+        spec = get_model(name)
+        for d in cfg.latent_dims if spec.cls.uses_latent_dim else (0,):
+            latent = {"latent_dim": d} if spec.cls.uses_latent_dim else {}
             try:
-                get_model(name).make_config(latent_dim=d, **cfg.model.get(name, {}))
+                spec.make_config(**latent, **cfg.model.get(name, {}))
             except (ValueError, TypeError) as err:
                 raise ConfigError(f"model {name!r} (latent_dim={d}): {err}") from None

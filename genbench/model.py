@@ -129,6 +129,8 @@ class LatentModel(ABC):
     - ``tiny_limits``: operator names (``"pixel-mask"`` ...) -> why the model cannot beat the mean
       image when it *learns from* that operator on tiny data; the contract test then checks the
       weaker claim that it beats the operator's naive inverse, and prints the reason.
+    - ``uses_latent_dim``: False for reference methods that learn no latent code (see
+      :class:`ReferenceMethod`): the runner runs them once per seed and records latent_dim 0.
     """
 
     Config: ClassVar[type[ModelConfig]] = ModelConfig
@@ -136,6 +138,7 @@ class LatentModel(ABC):
     dry_run_overrides: ClassVar[dict[str, Any]] = {}
     tiny_overrides: ClassVar[dict[str, Any]] = {}
     tiny_limits: ClassVar[dict[str, str]] = {}
+    uses_latent_dim: ClassVar[bool] = True
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         config = self.Config() if config is None else config
@@ -251,3 +254,59 @@ class GeneratorModel(LatentModel):
         self._check_fitted()
         z = z.to(self.device_)
         return torch.cat([self.generator_(z[b]) for b in self._batches(len(z), self.config.eval_batch_size)])
+
+
+# ---------------------------------------------------------------------------------- reference methods
+@dataclass(frozen=True)
+class ReferenceConfig(ModelConfig):
+    """Config of a reference method: it learns no latent code, so ``latent_dim`` is 0."""
+
+    latent_dim: int = 0
+
+    def __post_init__(self) -> None:
+        if self.latent_dim != 0:
+            raise ValueError(f"{type(self).__name__}: a reference method learns no latent code; "
+                             f"latent_dim must be 0, got {self.latent_dim!r}")
+
+
+class ReferenceMethod(LatentModel):
+    """A classical recovery that learns nothing (``biharmonic``, ``lasso-dct``): the rows that
+    show what learning buys. ``fit`` only records the image shape; ``reconstruct`` calls
+    :meth:`recover`. It has no latent code and draws no samples (``infer``, ``decode`` and
+    ``sample`` raise ``NotImplementedError``); the runner runs it once per seed (latent_dim 0)."""
+
+    Config: ClassVar[type[ModelConfig]] = ReferenceConfig
+    uses_latent_dim: ClassVar[bool] = False
+
+    @abstractmethod
+    def recover(self, obs: Observations) -> Tensor:
+        """Images (N, C, H, W) in [-1, 1] from observations (already checked)."""
+
+    def fit(self: M, obs: Observations) -> M:
+        self._check_obs(obs, fitting=True)
+        self._set_fitted(obs)
+        return self
+
+    def reconstruct(self, obs: Observations) -> Tensor:
+        self._check_obs(obs)
+        return self.recover(obs).to(obs.device, torch.float32).clamp(-1.0, 1.0)
+
+    def _no_latent(self) -> NotImplementedError:
+        return NotImplementedError(f"{type(self).__name__} is a reference method: it learns no latent "
+                                   f"code and cannot sample; use reconstruct(observations)")
+
+    def infer(self, obs: Observations) -> Tensor:
+        raise self._no_latent()
+
+    def decode(self, z: Tensor) -> Tensor:
+        raise self._no_latent()
+
+    def sample(self, n: int) -> Tensor:
+        raise self._no_latent()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"image_shape": list(self.image_shape_)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.image_shape_ = tuple(int(v) for v in state["image_shape"])
+        self.device_ = torch.device("cpu")

@@ -27,8 +27,8 @@ from genbench.model import LatentModel, ModelConfig
 
 ENTRY_POINT_GROUP = "genbench.models"
 BUILTIN_MODEL_MODULES = ("genbench.abp", "baselines.pca", "baselines.vae", "baselines.dcgan", "baselines.rbm",
-                         "baselines.dbn")
-BUILTIN_TASK_MODULES = ("tasks.reconstruction",)
+                         "baselines.dbn", "baselines.classical")
+BUILTIN_TASK_MODULES = ("tasks.reconstruction", "tasks.inpainting", "tasks.projection")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
 

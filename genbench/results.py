@@ -276,7 +276,8 @@ def _fmt(metric: str, v: float) -> str:
 
 
 def _row_label(model: str, latent_dim: object) -> str:
-    return f"{model} (d={latent_dim})"
+    """``model (d=10)``; a reference method (latent_dim 0, no latent code) is just its name."""
+    return model if str(latent_dim) == "0" else f"{model} (d={latent_dim})"
 
 
 def _metric_table(ok: pd.DataFrame, metric: str) -> str:
@@ -346,7 +347,8 @@ def _shorten(message: str, limit: int = 300) -> str:
     return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
-def write_summary(df: pd.DataFrame, path: str | Path, metrics: Sequence[str] = (MAE, MSE, PSNR)) -> Path:
+def write_summary(df: pd.DataFrame, path: str | Path,
+                  metrics: Sequence[str] = (MAE, "mae_all", MSE, PSNR)) -> Path:
     """Write ``summary_markdown(df, metrics)`` to ``path`` (atomically: temp file, then rename); return it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -44,9 +44,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from genbench import plots
 from genbench.config import ConfigError, RunConfig
 from genbench.data import DataConfig, load_data
-from genbench.metrics import METRICS
 from genbench.model import LatentModel
 from genbench.operators import Identity, Observations, Operator
 from genbench.registry import ModelSpec, get_model, get_task
@@ -171,7 +171,8 @@ class Runner:
         """Every cell, grouped so that one clean fit serves all the cells that use it."""
         out = []
         for model in self.config.models:
-            for d in self.config.latent_dims:
+            dims = self.config.latent_dims if get_model(model).cls.uses_latent_dim else (0,)
+            for d in dims:
                 for seed in self.config.seeds:
                     for task, variants in self.variants.items():
                         for v in variants:
@@ -207,6 +208,7 @@ class Runner:
             summary.seconds = time.perf_counter() - start
             if (run_dir / "results.csv").exists():
                 write_summary(read_results(run_dir / "results.csv"), run_dir / "summary.md")
+                self._keep(plots.write_grids, run_dir)
         return summary
 
     def _write_config(self, run_dir: Path) -> None:
@@ -270,14 +272,18 @@ class Runner:
             rows += [self._row(cell, split, cell_hash, metric=m, value=scores[m], n_images=len(x),
                                fit_seconds=fit_seconds, eval_seconds=eval_seconds,
                                infer_seconds=infer_seconds / len(x), infer_steps=model.infer_steps)
-                     for m in METRICS]
+                     for m in task.metrics]
+            if split == ("test" if "test" in splits else splits[0]):
+                self._keep(self._keep_recoveries, cell, split, obs, x, x_hat)
         return rows, STATUS_OK, ""
 
     def _model_config(self, spec: ModelSpec, latent_dim: int):
         overrides = dict(self.config.model.get(spec.name, {}))
         if self.config.dry_run:
             overrides.update(spec.cls.dry_run_overrides)
-        return spec.make_config(latent_dim=latent_dim, **overrides)
+        if spec.cls.uses_latent_dim:
+            overrides["latent_dim"] = latent_dim
+        return spec.make_config(**overrides)
 
     def _eval_images(self, split: str) -> Tensor:
         x = self.splits[split]
@@ -299,7 +305,8 @@ class Runner:
     def _fit(self, cell: Cell, spec: ModelSpec, model_config: Any,
              observed: dict[str, Observations]) -> tuple[LatentModel | None, float, str]:
         """The fitted model of this cell: the shared clean fit, or a fit on the corrupted data."""
-        clean = cell.protocol == CLEAN_TRAIN
+        # a reference method learns nothing: its "fit" sees the variant's own observations
+        clean = cell.protocol == CLEAN_TRAIN and spec.cls.uses_latent_dim
         key = (cell.model, cell.latent_dim, cell.seed) + (() if clean else (cell.task, cell.variant))
         if key not in self._fits:
             if clean:
@@ -314,7 +321,39 @@ class Runner:
             except Exception as err:  # noqa: BLE001 -- isolate the failure in this cell
                 self._fits[key] = (None, self._clock() - t0, _error_text(err))
             self.fit_count += 1
+            if clean and self._fits[key][0] is not None and spec.cls.uses_latent_dim:
+                self._keep(self._keep_samples, cell, self._fits[key][0])
         return self._fits[key]
+
+    # -- images for the grids (genbench.plots) ---------------------------------------------------
+    def _keep(self, fn: Callable[..., None], *args: Any) -> None:
+        """Keep images for the grids; a failure here is a warning, never a failed cell."""
+        try:
+            fn(*args)
+        except Exception as err:  # noqa: BLE001
+            self.log(f"warning: could not keep images ({fn.__name__}): {_error_text(err)}")
+
+    def _keep_recoveries(self, cell: Cell, split: str, obs: Observations, x: Tensor, x_hat: Tensor) -> None:
+        n = min(plots.N_KEEP, len(x))
+        path = plots.recovery_path(self.run_dir, cell.task, cell.variant, cell.protocol, split, cell.model,
+                                   cell.latent_dim, cell.seed)
+        plots.save_tensors(path, {"x": x[:n], "observed": obs[:n].naive_inverse(), "x_hat": x_hat[:n]})
+
+    def _keep_samples(self, cell: Cell, model: LatentModel) -> None:
+        """Prior samples and interpolations between the inferred codes of test images."""
+        torch.manual_seed(derive_seed(cell.seed, cell.model, cell.latent_dim, "samples"))
+        kept: dict[str, Tensor] = {}
+        try:
+            kept["samples"] = model.sample(plots.N_SAMPLES)
+        except NotImplementedError:
+            pass
+        x = self.splits["test"][: 2 * plots.N_PAIRS]
+        if len(x) >= 2:
+            z = model.infer(Identity(seed=cell.seed).observe(x))
+            for kind in ("linear", "spherical"):
+                path = plots.interpolate(z[0::2][: len(z) // 2], z[1::2], kind=kind)
+                kept[kind] = model.decode(path).clamp(-1, 1)
+        plots.save_tensors(plots.samples_path(self.run_dir, cell.model, cell.latent_dim, cell.seed), kept)
 
     def _clock(self) -> float:
         if self.device.type == "cuda":
@@ -332,10 +371,11 @@ class Runner:
               status: str, message: str, fit_seconds: float = float("nan")) -> list[ResultRow]:
         """Rows of a cell that produced no score: value NaN, the status and the message."""
         nan = float("nan")
+        metrics = self.tasks[cell.task].metrics
         return [self._row(cell, split, cell_hash, metric=m, value=nan, n_images=0, fit_seconds=fit_seconds,
                           eval_seconds=nan, infer_seconds=nan, infer_steps=0, status=status,
                           message=message)
-                for split in splits for m in METRICS]
+                for split in splits for m in metrics]
 
 
 def _error_text(err: BaseException) -> str:

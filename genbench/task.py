@@ -21,13 +21,13 @@ Protocols:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from torch import Tensor
 
-from genbench.metrics import score
+from genbench.metrics import METRICS, score
 from genbench.operators import ImageShape, Observations, Operator
 
 CLEAN_TRAIN = "clean-train"
@@ -58,6 +58,8 @@ class Task(ABC):
                                                        LEARN_FROM_CORRUPTED: ("train", "test")}
     #: parameter names and defaults this task accepts
     default_params: ClassVar[Mapping[str, Any]] = {}
+    #: the metrics :meth:`score` returns, one result row each
+    metrics: ClassVar[tuple[str, ...]] = METRICS
 
     def __init__(self, params: Mapping[str, Any] | None = None) -> None:
         params = dict(params or {})
@@ -74,3 +76,19 @@ class Task(ABC):
     def score(self, obs: Observations, x: Tensor, x_hat: Tensor) -> dict[str, float]:
         """Metrics of one recovery: by default over every pixel of the image."""
         return score(x, x_hat)
+
+
+def number_list(value: Any, name: str, kind: type) -> list:
+    """Check a task parameter that lists numbers (``kind`` int or float): a list, no bools, no
+    duplicates. Raises ValueError naming the parameter."""
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise ValueError(f"{name} must be a list, got {value!r}")
+    out = []
+    for v in value:
+        ok = isinstance(v, (int, float)) if kind is float else isinstance(v, int)
+        if isinstance(v, bool) or not ok:
+            raise ValueError(f"{name} must hold {'numbers' if kind is float else 'integers'}, got {v!r}")
+        out.append(kind(v))
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name} lists a value twice: {out}")
+    return out
