@@ -139,6 +139,7 @@ class DCGAN(GeneratorModel):
     tiny_limits = {"pixel-mask": "AmbientGAN from 50% pixel masks on 200 8x8 digits reaches 0.95-1.06 "
                                  "of the mean image's error in seconds (0.0873 on 28x28 MNIST)"}
     config: DCGANConfig
+    inference_fields = ("inversion_steps", "inversion_lr", "restarts", "eval_batch_size")
 
     def fit(self, obs: Observations) -> DCGAN:
         self._check_obs(obs, fitting=True)

@@ -105,7 +105,7 @@ def negative_elbo(encoder: nn.Module, decoder: Callable[[Tensor], Tensor], obs: 
 
 @register_model("vae", description="Variational auto-encoder, encoder-mean inference (Kingma & Welling 2014)")
 @register_model("vae-refine", description="VAE, encoder mean refined by 100 gradient steps on -log p(y, z) "
-                                          "(ABP's inference)", refine_steps=100)
+                                          "(ABP's inference)", refine_steps=100, shares_fit_with="vae")
 class VAE(GeneratorModel):
     """Variational auto-encoder: ConvTrunk encoder q(z | y), the shared Generator as decoder."""
 
@@ -114,6 +114,7 @@ class VAE(GeneratorModel):
     dry_run_overrides = {"n_epochs": 1}
     tiny_overrides = {"n_epochs": 40, "width": 8, "batch_size": 25, "lr": 1e-2}
     config: VAEConfig
+    inference_fields = ("refine_steps", "refine_step_size", "refine_noise", "eval_batch_size")
 
     def fit(self, obs: Observations) -> VAE:
         self._check_obs(obs, fitting=True)

@@ -97,6 +97,7 @@ class ABP(GeneratorModel):
     tiny_overrides = {"n_epochs": 40, "width": 8, "batch_size": 50, "lr": 1e-2, "langevin_steps": 5,
                       "step_size": 0.3, "test_steps": 50, "test_step_size": 0.1}
     config: ABPConfig
+    inference_fields = ("test_steps", "test_step_size", "eval_batch_size")
 
     def fit(self, obs: Observations) -> ABP:
         self._check_obs(obs, fitting=True)

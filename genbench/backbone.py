@@ -114,22 +114,39 @@ def dcgan_init(module: nn.Module, std: float = 0.02) -> None:
 
 @torch.no_grad()
 def recalibrate_batchnorm(net: nn.Module, inputs: Tensor, batch_size: int = 500) -> None:
-    """Replace BN running statistics by exact averages over ``inputs`` (one forward pass).
+    """Set BN running statistics to the exact population mean and (biased) variance of each BN
+    layer's input over ``inputs``, layer by layer in network order ("precise BN").
 
-    Training in train mode leaves running statistics that lag behind the final weights;
-    evaluating with exact statistics makes ``eval()`` outputs match what training optimised.
+    Training in train mode leaves running statistics that lag behind the final weights; with
+    exact statistics ``eval()`` outputs match what training optimised. Each layer's statistics
+    are accumulated in float64 over batches with the layers before it already in eval mode, so
+    the result does not depend on ``batch_size`` (up to float rounding of the forward pass).
     """
     bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
         return
-    saved = [(m.momentum, m.training) for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average
     was_training = net.training
-    net.train()
-    for i in range(0, inputs.shape[0], batch_size):
-        net(inputs[i:i + batch_size])
+    net.eval()
+    for bn in bns:
+        acc: dict[str, Tensor | int] = {"n": 0}
+
+        def hook(module: nn.Module, args: tuple[Tensor, ...]) -> None:
+            x = args[0].detach().double()
+            dims = [0, *range(2, x.dim())]
+            acc["sum"] = acc.get("sum", 0) + x.sum(dims)
+            acc["sumsq"] = acc.get("sumsq", 0) + x.pow(2).sum(dims)
+            acc["n"] = int(acc["n"]) + x.numel() // x.shape[1]
+
+        handle = bn.register_forward_pre_hook(hook)
+        try:
+            with torch.no_grad():
+                for i in range(0, inputs.shape[0], batch_size):
+                    net(inputs[i:i + batch_size])
+        finally:
+            handle.remove()
+        n = int(acc["n"])
+        mean = acc["sum"] / n
+        var = (acc["sumsq"] / n - mean.pow(2)).clamp_min(0.0)
+        bn.running_mean.copy_(mean.to(bn.running_mean.dtype))
+        bn.running_var.copy_(var.to(bn.running_var.dtype))
     net.train(was_training)
-    for m, (momentum, _) in zip(bns, saved):
-        m.momentum = momentum

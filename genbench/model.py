@@ -17,6 +17,7 @@ which only the runner seeds. A new model is one file: a frozen config dataclass 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from abc import ABC, abstractmethod
@@ -131,6 +132,8 @@ class LatentModel(ABC):
       weaker claim that it beats the operator's naive inverse, and prints the reason.
     - ``uses_latent_dim``: False for reference methods that learn no latent code (see
       :class:`ReferenceMethod`): the runner runs them once per seed and records latent_dim 0.
+    - ``inference_fields``: config fields used only after fitting (inference steps, restarts ...);
+      two configs that differ only in them share one fit (:meth:`with_config`).
     """
 
     Config: ClassVar[type[ModelConfig]] = ModelConfig
@@ -139,6 +142,7 @@ class LatentModel(ABC):
     tiny_overrides: ClassVar[dict[str, Any]] = {}
     tiny_limits: ClassVar[dict[str, str]] = {}
     uses_latent_dim: ClassVar[bool] = True
+    inference_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         config = self.Config() if config is None else config
@@ -180,6 +184,24 @@ class LatentModel(ABC):
         """True when ``infer`` draws no random numbers: its result is then independent of the
         batch size and of the random state (the contract test checks it)."""
         return True
+
+    def with_config(self: M, config: ModelConfig) -> M:
+        """This fitted model with another config that differs only in ``inference_fields``: a
+        shallow copy sharing the fitted weights (used read-only by inference)."""
+        if type(config) is not type(self.config):
+            raise TypeError(f"with_config needs a {type(self.config).__name__}, got {type(config).__name__}")
+        old, new = dataclasses.asdict(self.config), dataclasses.asdict(config)
+        changed = {k for k in old if old[k] != new[k]} - set(self.inference_fields)
+        if changed:
+            raise ValueError(f"{type(self).__name__}.with_config: {sorted(changed)} change the fit; "
+                             f"only {list(self.inference_fields)} may differ")
+        clone = copy.copy(self)
+        clone.config = config
+        return clone
+
+    def fit_config(self) -> dict[str, Any]:
+        """The config fields that determine the fit (all but ``inference_fields``)."""
+        return {k: v for k, v in dataclasses.asdict(self.config).items() if k not in self.inference_fields}
 
     # -- persistence ------------------------------------------------------------------------
     @abstractmethod

@@ -44,6 +44,14 @@ class ModelSpec:
     cls: type[LatentModel]
     defaults: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    #: the registered name whose fit this one reuses (same class; configs that differ only in the
+    #: class's ``inference_fields``), e.g. ``vae-refine`` reuses ``vae``'s fit
+    shares_fit_with: str | None = None
+
+    @property
+    def fit_name(self) -> str:
+        """The name a fit of this model is keyed and seeded by."""
+        return self.shares_fit_with or self.name
 
     def make_config(self, **overrides: Any) -> ModelConfig:
         """The model's config: dataclass defaults <- registered defaults <- overrides."""
@@ -77,12 +85,15 @@ def _check_name(name: str, kind: str, taken: Mapping[str, Any]) -> None:
                             f"({taken[name]!r}); pick another name")
 
 
-def register_model(name: str, *, description: str = "", **defaults: Any) -> Callable[[C], C]:
+def register_model(name: str, *, description: str = "", shares_fit_with: str | None = None,
+                   **defaults: Any) -> Callable[[C], C]:
     """Class decorator: register ``cls`` under ``name`` with fixed config ``defaults``.
 
     Checks that the class derives from :class:`~genbench.model.LatentModel`, that its
     ``Config`` is a frozen dataclass derived from :class:`~genbench.model.ModelConfig`, and
-    that every default names a config field.
+    that every default names a config field. ``shares_fit_with`` names a model of the same class
+    whose fitted weights this one reuses: their registered defaults may differ only in the class's
+    ``inference_fields`` (checked), and the runner then fits once for both.
     """
 
     def decorate(cls: C) -> C:
@@ -102,12 +113,31 @@ def register_model(name: str, *, description: str = "", **defaults: Any) -> Call
         if unknown:
             raise RegistryError(f"model {name!r}: registered defaults name no config field(s) "
                                 f"{sorted(unknown)}; {config_cls.__name__} has {config_fields(config_cls)}")
-        spec = ModelSpec(name, cls, dict(defaults), description or (cls.__doc__ or "").strip().split("\n")[0])
+        spec = ModelSpec(name, cls, dict(defaults), description or (cls.__doc__ or "").strip().split("\n")[0],
+                         shares_fit_with)
         spec.make_config()  # fails now, not mid-sweep, if the defaults are wrong
+        if shares_fit_with == name:
+            raise RegistryError(f"model {name!r} cannot share a fit with itself")
+        for a, b in [(spec, _MODELS.get(shares_fit_with or ""))] + [
+                (other, spec) for other in _MODELS.values() if other.shares_fit_with == name]:
+            if b is not None:
+                _check_shared_fit(a, b)
         _MODELS[name] = spec
         return cls
 
     return decorate
+
+
+def _check_shared_fit(spec: ModelSpec, base: ModelSpec) -> None:
+    """``spec`` reuses ``base``'s fit: same class, defaults differing only in inference fields."""
+    if spec.cls is not base.cls:
+        raise RegistryError(f"model {spec.name!r} can share a fit only with a model of its class "
+                            f"{spec.cls.__name__}; {base.name!r} is a {base.cls.__name__}")
+    keys = set(spec.defaults) | set(base.defaults)
+    differ = {k for k in keys if spec.defaults.get(k) != base.defaults.get(k)} - set(spec.cls.inference_fields)
+    if differ:
+        raise RegistryError(f"model {spec.name!r} shares {base.name!r}'s fit, but their defaults differ in "
+                            f"{sorted(differ)}, which change the fit (only {list(spec.cls.inference_fields)} may)")
 
 
 def register_task(name: str) -> Callable[[C], C]:

@@ -194,6 +194,7 @@ class Runner:
         self._fits: dict[tuple, tuple[LatentModel | None, float, str]] = {}
         self._obs: dict[tuple, tuple[Operator, dict[str, Observations]]] = {}
         self.fit_count = 0  # fits actually run (a clean fit is shared by its cells)
+        self._sampled: set[tuple[str, int, int]] = set()  # (model, d, seed) with samples kept
         try:
             for i, cell in enumerate(cells, 1):
                 rows, status, message = self._run_cell(cell)
@@ -222,8 +223,8 @@ class Runner:
 
     def _forget_fits(self, remaining: list[Cell]) -> None:
         """Drop fitted models no remaining cell needs (memory)."""
-        needed = {(c.model, c.latent_dim, c.seed) for c in remaining}
-        for key in [k for k in self._fits if k[:3] not in needed]:
+        needed = {(get_model(c.model).fit_name, c.latent_dim, c.seed) for c in remaining}
+        for key in [k for k in self._fits if (k[0], k[2], k[3]) not in needed]:
             del self._fits[key]
 
     @staticmethod
@@ -307,13 +308,19 @@ class Runner:
         """The fitted model of this cell: the shared clean fit, or a fit on the corrupted data."""
         # a reference method learns nothing: its "fit" sees the variant's own observations
         clean = cell.protocol == CLEAN_TRAIN and spec.cls.uses_latent_dim
-        key = (cell.model, cell.latent_dim, cell.seed) + (() if clean else (cell.task, cell.variant))
+        where = (cell.latent_dim, cell.seed) + (() if clean else (cell.task, cell.variant))
+        # models that share a fit (vae, vae-refine) are keyed by the shared name and the config
+        # fields that change the fit; the fit is seeded by the shared name
+        fit_config = {k: v for k, v in dataclasses.asdict(model_config).items()
+                      if k not in spec.cls.inference_fields}
+        key = (spec.fit_name, config_hash(fit_config)) + where
+        seed_key = (spec.fit_name,) + where
         if key not in self._fits:
             if clean:
                 train = Identity(seed=cell.seed).observe(self.splits["train"])
             else:
                 train = observed["train"]
-            torch.manual_seed(derive_seed(*key, "fit"))
+            torch.manual_seed(derive_seed(*seed_key, "fit"))
             t0 = self._clock()
             try:
                 model = spec.cls(model_config).fit(train)
@@ -321,9 +328,13 @@ class Runner:
             except Exception as err:  # noqa: BLE001 -- isolate the failure in this cell
                 self._fits[key] = (None, self._clock() - t0, _error_text(err))
             self.fit_count += 1
-            if clean and self._fits[key][0] is not None and spec.cls.uses_latent_dim:
-                self._keep(self._keep_samples, cell, self._fits[key][0])
-        return self._fits[key]
+        model, seconds, error = self._fits[key]
+        if model is not None and model.config != model_config:
+            model = model.with_config(model_config)  # e.g. vae-refine on vae's weights
+        if clean and model is not None and (cell.model, cell.latent_dim, cell.seed) not in self._sampled:
+            self._sampled.add((cell.model, cell.latent_dim, cell.seed))
+            self._keep(self._keep_samples, cell, model)
+        return model, seconds, error
 
     # -- images for the grids (genbench.plots) ---------------------------------------------------
     def _keep(self, fn: Callable[..., None], *args: Any) -> None:

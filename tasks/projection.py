@@ -55,7 +55,8 @@ class Projection(Task):
         for k in ks:
             if not 1 <= k <= pixels:
                 raise ValueError(f"task.projection.ks: K must be in 1..{pixels} (the pixels of a "
-                                 f"{tuple(image_shape)} image), got {k}")
+                                 f"{tuple(image_shape)} image), got {k}; set others with "
+                                 f"--set 'task.projection.ks=[...]'")
         both = (CLEAN_TRAIN, LEARN_FROM_CORRUPTED)
         return [Variant(f"k-{k}", _projection(k), protocols=both) for k in ks]
 

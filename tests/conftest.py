@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from PIL import Image
 
 from genbench.data import DataConfig, DataSplits, load_data
 
@@ -17,3 +20,21 @@ def tiny() -> DataSplits:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)  # tests are the edge: they seed, library code does not
+
+
+def make_fake_celeba(root: Path, parts: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tiny CelebA-shaped tree under ``root/celeba`` (one image per entry of ``parts``: 0 train,
+    1 valid, 2 test); only torchvision's md5 check of the list files is bypassed."""
+    from torchvision.datasets import CelebA
+    monkeypatch.setattr(CelebA, "_check_integrity", lambda self: True)
+    base = Path(root) / "celeba"
+    (base / "img_align_celeba").mkdir(parents=True)
+    names = [f"{i:06d}.jpg" for i in range(1, len(parts) + 1)]
+    for i, fname in enumerate(names):
+        Image.new("RGB", (178, 218), (30 * i % 256, 100, 200)).save(base / "img_align_celeba" / fname,
+                                                                    quality=100)
+    (base / "list_eval_partition.txt").write_text("".join(f"{f} {p}\n" for f, p in zip(names, parts)))
+    (base / "identity_CelebA.txt").write_text("".join(f"{f} 1\n" for f in names))
+    for fname, header in (("list_bbox_celeba.txt", "x_1 y_1"), ("list_landmarks_align_celeba.txt", "a b"),
+                          ("list_attr_celeba.txt", "Smiling Young")):
+        (base / fname).write_text(f"{len(names)}\n{header}\n" + "".join(f"{f} 1 -1\n" for f in names))

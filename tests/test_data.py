@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import make_fake_celeba
 from genbench.data import DataConfig, DataError, DataSplits, list_datasets, load_data, register_dataset
 
 
@@ -131,19 +132,7 @@ def test_celeba_missing(tmp_path):
 
 def test_celeba_crop_resize_on_fake_tree(tmp_path, monkeypatch):
     """A tiny CelebA-shaped tree; only torchvision's md5 check of the list files is bypassed."""
-    from torchvision.datasets import CelebA
-    monkeypatch.setattr(CelebA, "_check_integrity", lambda self: True)
-    base = tmp_path / "celeba"
-    (base / "img_align_celeba").mkdir(parents=True)
-    names = [f"{i:06d}.jpg" for i in range(1, 7)]
-    for i, fname in enumerate(names):
-        Image.new("RGB", (178, 218), (30 * i, 100, 200)).save(base / "img_align_celeba" / fname, quality=100)
-    parts = [0, 0, 0, 0, 2, 2]
-    (base / "list_eval_partition.txt").write_text("".join(f"{f} {p}\n" for f, p in zip(names, parts)))
-    (base / "identity_CelebA.txt").write_text("".join(f"{f} 1\n" for f in names))
-    for fname, header in (("list_bbox_celeba.txt", "x_1 y_1"), ("list_landmarks_align_celeba.txt", "a b"),
-                          ("list_attr_celeba.txt", "Smiling Young")):
-        (base / fname).write_text(f"{len(names)}\n{header}\n" + "".join(f"{f} 1 -1\n" for f in names))
+    make_fake_celeba(tmp_path, [0, 0, 0, 0, 2, 2], monkeypatch)
     s = load_data(DataConfig(name="celeba", root=str(tmp_path), n_train=3, image_size=16))
     assert s.train.shape == (3, 3, 16, 16) and s.test.shape == (2, 3, 16, 16)
     assert s.negative.shape == (200, 3, 16, 16) and _in_range(s.train) and _in_range(s.negative)

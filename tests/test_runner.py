@@ -24,7 +24,7 @@ from genbench.runner import Runner
 from genbench.task import CLEAN_TRAIN, Task, Variant
 
 TINY = ["--dataset", "digits", "--set", "data.n_train=60", "--set", "data.n_test=20",
-        "--set", "data.n_negative=10", "--set", "n_eval=20"]
+        "--set", "data.n_negative=10", "--set", "n_eval=20", "--tasks", "reconstruction"]
 
 
 # ---------------------------------------------------------------- test doubles (registered per test)
@@ -95,12 +95,17 @@ def _run(tmp_path, *args: str) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------------ tests
 def test_dry_run_writes_every_cell(tmp_path, capsys):
-    assert main(["--dry-run", "--dataset", "digits", "--out", str(tmp_path)]) == 0
+    # the quick preset's K = 100 projections do not fit 8x8 digits: the clear error, then a fix
+    assert main(["--dry-run", "--dataset", "digits", "--out", str(tmp_path)]) == 2
+    assert "task.projection.ks=[...]" in capsys.readouterr().err
+    assert main(["--dry-run", "--dataset", "digits", "--out", str(tmp_path), "--set", "task.projection.ks=[16]"]) == 0
     (run_dir,) = tmp_path.iterdir()
     df = read_results(run_dir / "results.csv")
     assert set(df.model) == set(resolve_config("quick").models)
-    assert set(df.split) == {"train", "test", "negative"} and (df.status == "ok").all()
-    assert len(df) == len(set(df.model)) * 3 * 3  # models x splits x metrics
+    assert set(df.split) == {"train", "test", "negative"} and set(df.status) == {"ok", "unsupported"}
+    recon = df[df.task == "reconstruction"]
+    assert len(recon) == len(set(recon.model)) * 3 * 3  # models x splits x metrics
+    assert set(df[df.status == "unsupported"].model) == {"biharmonic", "lasso-dct"}
     config = json.loads((run_dir / "config.json").read_text())
     assert config["config"]["dry_run"] is True and config["device"] == "cpu"
     assert "| abp (d=10)" in (run_dir / "summary.md").read_text()
@@ -165,7 +170,7 @@ def test_list_shows_every_registry(capsys):
 
 
 def test_report_rewrites_the_summary(tmp_path, capsys):
-    main(["--dry-run", "--dataset", "digits", "--models", "pca", "--out", str(tmp_path)])
+    main(["--dry-run", "--dataset", "digits", "--models", "pca", "--tasks", "reconstruction", "--out", str(tmp_path)])
     (run_dir,) = tmp_path.iterdir()
     (run_dir / "summary.md").unlink()
     assert main(["report", str(run_dir)]) == 0
