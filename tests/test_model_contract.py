@@ -213,3 +213,27 @@ def test_registry_rejects_bad_registrations():
         register_model("bad-default", nope=1)(_Ok)
     with pytest.raises(RegistryError, match="unknown model 'nope'; available models: .*abp"):
         get_model("nope")
+
+
+def test_shared_fits_are_checked_at_registration():
+    from baselines.vae import VAE
+    spec = get_model("vae-refine")
+    assert spec.fit_name == "vae" and get_model("vae").fit_name == "vae"
+    try:
+        with pytest.raises(RegistryError, match=r"differ in \['n_epochs'\]"):
+            register_model("test-vae-short", shares_fit_with="vae", n_epochs=3)(VAE)
+        with pytest.raises(RegistryError, match="of its class"):
+            register_model("test-not-vae", shares_fit_with="vae")(_Ok)
+        register_model("test-vae-more-refine", shares_fit_with="vae", refine_steps=300)(VAE)  # inference only
+    finally:
+        import genbench.registry as registry
+        for name in ("test-vae-short", "test-not-vae", "test-vae-more-refine"):
+            registry._MODELS.pop(name, None)
+
+
+def test_with_config_only_changes_inference_fields(tiny):
+    model = _build("vae").fit(Identity().observe(tiny.train))
+    refined = model.with_config(dataclasses.replace(model.config, refine_steps=5))
+    assert refined.generator_ is model.generator_ and refined.infer_steps == 5 and model.infer_steps == 0
+    with pytest.raises(ValueError, match="change the fit"):
+        model.with_config(dataclasses.replace(model.config, n_epochs=2))
