@@ -80,7 +80,8 @@ def save_tensors(path: Path, tensors: dict[str, Tensor]) -> None:
     """``torch.save`` CPU copies (write to a temporary name, then rename: never a torn file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({k: v.detach().float().cpu() for k, v in tensors.items()}, tmp)
+    # clone: a slice of a big tensor would otherwise save the whole underlying storage
+    torch.save({k: v.detach().float().cpu().clone() for k, v in tensors.items()}, tmp)
     tmp.replace(path)
 
 

@@ -42,6 +42,9 @@ def test_a_run_writes_recovery_sample_and_interpolation_grids(tmp_path):
     blob = torch.load(next((run_dir / "images/recoveries").glob("inpainting__salt-pepper-0.5__clean*biharmonic*")),
                       weights_only=True)
     assert blob["x"].shape == blob["x_hat"].shape == (8, 1, 8, 8)
+    for kept in (run_dir / "images").rglob("*.pt"):  # the kept images, not the split they were cut from
+        n_values = sum(t.numel() for t in torch.load(kept, weights_only=True).values())
+        assert kept.stat().st_size < 4 * n_values + 5_000, kept
     # regenerated from the kept images alone
     for p in (run_dir / "grids").rglob("*.png"):
         p.unlink()
