@@ -125,7 +125,7 @@ def cmd_list(argv: Sequence[str]) -> int:
         raise ConfigError(f"'list' takes no arguments, got {' '.join(argv)}")
     sections = {
         "models": {n: s.description for n, s in sorted(available_models().items())},
-        "tasks": {n: (cls.__doc__ or "").strip().splitlines()[0] for n, cls in sorted(available_tasks().items())},
+        "tasks": {n: _task_line(cls) for n, cls in sorted(available_tasks().items())},
         "datasets": list_datasets(),
         "presets": available_presets(),
     }
@@ -135,6 +135,16 @@ def cmd_list(argv: Sequence[str]) -> int:
         for name, text in entries.items():
             print(f"  {name:<{width}}  {text}")
     return 0
+
+
+def _task_line(cls: type) -> str:
+    """A task's first doc line and its default variants on 28x28 digits."""
+    text = (cls.__doc__ or "").strip().splitlines()[0]
+    try:
+        names = [v.name for v in cls().variants((1, 28, 28))]
+    except ValueError:
+        return text
+    return f"{text} Variants on 28x28: {', '.join(names)}."
 
 
 def cmd_report(argv: Sequence[str]) -> int:
