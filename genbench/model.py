@@ -199,10 +199,6 @@ class LatentModel(ABC):
         clone.config = config
         return clone
 
-    def fit_config(self) -> dict[str, Any]:
-        """The config fields that determine the fit (all but ``inference_fields``)."""
-        return {k: v for k, v in dataclasses.asdict(self.config).items() if k not in self.inference_fields}
-
     # -- persistence ------------------------------------------------------------------------
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:
