@@ -3,7 +3,7 @@
 A *cell* is one (dataset, model, task, variant, protocol, split, latent_dim, seed); it yields one row per metric.
 Rows are appended to ``results.csv`` by ``ResultsWriter`` (crash-safe: a whole cell per write, then fsync),
 read back with ``read_results``, and turned into pivots (``summary_table``) and a markdown report
-(``summary_markdown`` / ``write_summary``).
+(``summary_markdown`` / ``write_summary``). ``genbench/report.py`` adds the CSV tables and plots of one or more runs.
 
 Example::
 
@@ -74,6 +74,9 @@ STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_UNSUPPORTED)
 
 #: Metrics where a larger value is better; every other metric is an error (smaller is better).
 HIGHER_IS_BETTER = frozenset({PSNR})
+
+#: Metrics of ``summary.md``, in order ("mae_all" is inpainting's error over all pixels, tasks/inpainting.py).
+SUMMARY_METRICS = (MAE, "mae_all", MSE, PSNR)
 
 CELL_KEYS = (MODEL, LATENT_DIM, TASK, VARIANT, PROTOCOL, SPLIT)
 PIVOT_INDEX = (MODEL, LATENT_DIM)
@@ -275,7 +278,7 @@ def _fmt(metric: str, v: float) -> str:
     return f"{v:.2f}" if metric == PSNR else f"{v:#.4g}"  # '#' keeps trailing zeros: 0.4000, not 0.4
 
 
-def _row_label(model: str, latent_dim: object) -> str:
+def row_label(model: str, latent_dim: object) -> str:
     """``model (d=10)``; a reference method (latent_dim 0, no latent code) is just its name."""
     return model if str(latent_dim) == "0" else f"{model} (d={latent_dim})"
 
@@ -293,7 +296,7 @@ def _metric_table(ok: pd.DataFrame, metric: str) -> str:
         best[ck] = (max(means) if higher else min(means)) if means else None
     body = []
     for rk in row_keys:
-        cells = [_row_label(*rk)]
+        cells = [row_label(*rk)]
         for ck in col_keys:
             if rk + ck not in stats.index:
                 cells.append("—")
@@ -306,12 +309,15 @@ def _metric_table(ok: pd.DataFrame, metric: str) -> str:
     return markdown_table(header, body)
 
 
-def summary_markdown(df: pd.DataFrame, metrics: Sequence[str] = (MAE,)) -> str:
+def summary_markdown(df: pd.DataFrame, metrics: Sequence[str] = (MAE,), *, title: str = "genbench results",
+                     level: int = 1) -> str:
     """A markdown report of the table: a title; per task and per metric a table (rows "model (d=latent)",
     columns "variant / protocol / split", cells "mean ± std" over seeds, std omitted for one seed, best mean per
     column in bold: lowest for errors, highest for psnr); the failed/unsupported cells, if any; the row and seed
-    counts. mae/mse show 4 significant digits, psnr 2 decimals."""
-    lines = ["# genbench results", ""]
+    counts. mae/mse show 4 significant digits, psnr 2 decimals. The title is a level-``level`` heading and the
+    sections one level below (``level=2`` nests the summary of one dataset in a larger report)."""
+    h1, h2 = "#" * level, "#" * (level + 1)
+    lines = [f"{h1} {title}", ""]
     runs = ", ".join(str(r) for r in pd.unique(df[RUN_ID])) if len(df) else ""
     datasets = ", ".join(str(d) for d in pd.unique(df[DATASET])) if len(df) else ""
     if runs:
@@ -324,18 +330,18 @@ def summary_markdown(df: pd.DataFrame, metrics: Sequence[str] = (MAE,)) -> str:
             if rows.empty:
                 continue
             unit = " (higher is better)" if metric in HIGHER_IS_BETTER else " (lower is better)"
-            lines += [f"## {task}: {metric}{unit}", "", _metric_table(rows, metric), ""]
+            lines += [f"{h2} {task}: {metric}{unit}", "", _metric_table(rows, metric), ""]
     bad = df[df[STATUS] != STATUS_OK]
     if not bad.empty:
         keys = list(CELL_KEYS) + [STATUS, MESSAGE]
         by_cell = bad.groupby(keys, sort=False, dropna=False)[SEED]
         cells = by_cell.agg(lambda s: ", ".join(map(str, sorted(set(s)))))  # one line per cell, not per metric
         body = [
-            [_row_label(m, d), t, v, p, s, seeds, st, _shorten(msg)]
+            [row_label(m, d), t, v, p, s, seeds, st, _shorten(msg)]
             for (m, d, t, v, p, s, st, msg), seeds in cells.items()
         ]
         header = ["model", "task", "variant", "protocol", "split", "seeds", "status", "message"]
-        lines += ["## Failed or unsupported cells", "", markdown_table(header, body), ""]
+        lines += [f"{h2} Failed or unsupported cells", "", markdown_table(header, body), ""]
     seeds = sorted(pd.unique(df[SEED]).tolist()) if len(df) else []
     seed_text = f"{len(seeds)} seed(s): {', '.join(map(str, seeds))}" if seeds else "no seeds"
     lines.append(f"{len(df)} rows; {seed_text}.")
@@ -347,8 +353,7 @@ def _shorten(message: str, limit: int = 300) -> str:
     return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
-def write_summary(df: pd.DataFrame, path: str | Path,
-                  metrics: Sequence[str] = (MAE, "mae_all", MSE, PSNR)) -> Path:
+def write_summary(df: pd.DataFrame, path: str | Path, metrics: Sequence[str] = SUMMARY_METRICS) -> Path:
     """Write ``summary_markdown(df, metrics)`` to ``path`` (atomically: temp file, then rename); return it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
