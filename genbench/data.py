@@ -19,7 +19,9 @@ Registered datasets
     Only the seeded choice of ``n_train`` / ``n_test`` images (default 10000 / 1000) is decoded.
 ``folder:PATH``
     Any image folder: class sub-folders (torchvision ``ImageFolder``, labels = class index) or a flat folder
-    of png/jpg/jpeg/bmp/gif/tif/tiff/webp files (no labels). Seeded 80/20 split.
+    of png/jpg/jpeg/bmp/gif/tif/tiff/webp files (no labels). Seeded 80/20 split. A corrupt or unreadable
+    image file is skipped with a warning naming it; a folder left with fewer than 2 readable images is a
+    :class:`DataError`.
 
 The negative split, for every dataset, holds real out-of-domain images: the 200 LFW crops shipped with
 scikit-image (``skimage.data.lfw_subset``: 100 faces and 100 background patches, 25x25), resized to the data's
@@ -327,8 +329,8 @@ def _list_folder(path: str) -> tuple[list[str], list[int] | None]:
     try:
         entries = sorted(os.scandir(path), key=lambda e: e.name)
     except OSError as err:
-        raise DataError(f"Cannot read the image folder {path!r} ({err}); pass folder:PATH with an existing, "
-                        f"readable folder of images.") from err
+        raise DataError(f"Cannot read the image folder {path!r} ({err.strerror or err}); pass folder:PATH with "
+                        f"an existing, readable folder of images.") from err
     files = [e.path for e in entries if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)]
     if files or not any(e.is_dir() for e in entries):
         return files, None
@@ -337,11 +339,20 @@ def _list_folder(path: str) -> tuple[list[str], list[int] | None]:
 
 
 def _load_folder(config: DataConfig, path: str) -> DataSplits:
-    """Load ``folder:PATH``. Corrupt or unreadable image files are skipped with a warning naming the file,
-    so one bad file does not sink a large folder; if no readable image is left, a DataError is raised."""
+    """Load ``folder:PATH`` (flat, or class sub-folders) into seeded train / test splits.
+
+    Corrupt-image policy: a file with an image extension that PIL cannot open *and fully decode*
+    (not an image, truncated, unreadable for lack of permission) is skipped with a ``UserWarning``
+    that names the file and the reason, so one bad file does not sink a large folder and none is
+    dropped silently. A folder that cannot be listed, or holds no readable image (none at all, or
+    all corrupt), or fewer than 2, raises :class:`DataError` naming the folder.
+    """
     path = os.path.expanduser(path)
     paths, labels = _list_folder(path)
     kept = [(img, i) for i, img in enumerate(map(_read_image, paths)) if img is not None]
+    if paths and not kept:
+        raise DataError(f"Found no readable images in {path!r}: all {len(paths)} image files are corrupt or "
+                        f"unreadable (each is named in a warning); replace them, or pass another folder:PATH.")
     if not kept:
         raise DataError(f"Found no readable images ({'/'.join(e[1:] for e in IMAGE_EXTENSIONS)}) in {path!r}; "
                         f"pass folder:PATH pointing at a folder of images or of class sub-folders of images.")
