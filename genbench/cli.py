@@ -8,7 +8,9 @@ Commands::
 
     python run_benchmarks.py [options]          run a sweep (default: the quick preset on mnist5k)
     python run_benchmarks.py list               models, tasks, datasets and presets
-    python run_benchmarks.py report RUN_DIR...  rewrite summary.md from each run's results.csv
+    python run_benchmarks.py report RUN_DIR... [--out DIR]
+                                                summary.md, tables, plots from results.csv alone
+    python run_benchmarks.py --resume RUN_DIR   continue a killed run (finished cells are skipped)
 
 Exit codes: 0 all cells ok; 1 some cells failed (listed at the end); 2 bad input (one line on
 stderr, nothing written); 130 interrupted (finished cells are kept).
@@ -20,14 +22,16 @@ import argparse
 import shlex
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from genbench import config as config_lib
 from genbench.config import ConfigError, available_presets, resolve_config
 from genbench.data import DataError, list_datasets
-from genbench.registry import RegistryError, available_models, available_tasks
-from genbench.results import read_results, write_summary
+from genbench.registry import (RegistryError, available_models, available_tasks, load_plugins,
+                               loaded_plugins, plugins_from_env)
 
 PROG = "run_benchmarks.py"
 COMMANDS = ("run", "list", "report")
@@ -59,10 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     presets = available_presets()
     p = _Parser(prog=PROG, description="Compare latent generative models on one backbone and one set "
                 "of recovery tasks; writes results/<run_id>/{results.csv, summary.md, config.json}.",
-                epilog="Commands: 'list' shows models, tasks, datasets and presets; 'report RUN_DIR...' "
-                "rewrites summary.md from results.csv. Config flows: dataclass defaults -> --preset -> "
-                "--config -> flags -> --set.")
-    p.add_argument("--preset", default="quick", choices=sorted(presets),
+                epilog="Commands: 'list' shows models, tasks, datasets and presets; 'report RUN_DIR... "
+                "[--out DIR]' rewrites summary.md, tables/ and plots/ from results.csv. Config flows: "
+                "dataclass defaults -> --preset -> --config -> flags -> --set.")
+    p.add_argument("--preset", choices=sorted(presets),
                    help="preset config shipped with genbench (default: quick)")
     p.add_argument("--config", metavar="FILE.yaml", help="a YAML file of config keys, applied after the preset")
     p.add_argument("--models", type=_csv_list(str), metavar="A,B", help=f"models to compare, from: {models}")
@@ -80,6 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run every cell for one step on a few images (a smoke test)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set model.abp.n_epochs=5 --set data.n_train=500")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a killed or failed run: skip its finished cells, load its checkpoints, re-run "
+                   "failed and unfinished cells (config options, if given, must match its config.json)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local (default): cells in this process; ray: one Ray task per fitted model "
+                   "(pip install 'genbench[distributed]'; RAY_ADDRESS selects a cluster)")
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
+                   help="import a file or module that registers models (@register_model) before the names "
+                   "are read; repeatable, also with 'list'; GENBENCH_PLUGINS=a.py,pkg.mod does the same "
+                   "(docs/adding_a_model.md)")
     return p
 
 
@@ -94,9 +108,16 @@ def cmd_run(argv: Sequence[str]) -> int:
     from genbench.runner import Runner  # torch-heavy: only when running
 
     args = build_parser().parse_args(argv)
-    config = resolve_config(args.preset, args.config, _flags(args), args.overrides)
-    meta = {"preset": args.preset, "command": " ".join(shlex.quote(a) for a in [PROG, *argv])}
-    runner = Runner(config, run_id=time.strftime("%Y%m%d-%H%M%S") + f"-{args.preset}", meta=meta)
+    if args.resume:
+        runner = _resume(args)
+        config = runner.config
+    else:
+        preset = args.preset or "quick"
+        config = resolve_config(preset, args.config, _flags(args), args.overrides)
+        meta = {"preset": preset, "command": " ".join(shlex.quote(a) for a in [PROG, *argv]),
+                "plugins": loaded_plugins()}
+        runner = Runner(config, run_id=time.strftime("%Y%m%d-%H%M%S") + f"-{preset}", meta=meta,
+                        executor=args.executor)
     runner.prepare()  # data and variants: bad input fails here, before anything is written
     n_cells = len(runner.cells())
     print(f"genbench: {n_cells} cells on {config.data.name} ({runner.device}): models "
@@ -111,13 +132,34 @@ def cmd_run(argv: Sequence[str]) -> int:
         return 130
     print((summary.run_dir / "summary.md").read_text(encoding="utf-8"))
     minutes, seconds = divmod(summary.seconds, 60)
-    status = (f"{summary.n_cells} cells ({summary.n_ok} ok, {len(summary.failed)} failed, "
-              f"{summary.n_cells - summary.n_ok - len(summary.failed)} unsupported)")
+    n_unsupported = summary.n_cells - summary.n_skipped - summary.n_ok - len(summary.failed)
+    status = (f"{summary.n_cells} cells ({summary.n_ok} ok, {len(summary.failed)} failed, {n_unsupported} "
+              f"unsupported" + (f", {summary.n_skipped} finished before --resume)" if summary.n_skipped else ")"))
     for label, message in summary.failed:
         print(f"genbench: FAILED {label}: {message}", file=sys.stderr)
     print(f"genbench: {status} in {int(minutes)}m{seconds:04.1f}s; results in {summary.run_dir}/ "
           f"(results.csv, summary.md, config.json)", file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+def _resume(args: argparse.Namespace):
+    """The runner of ``--resume RUN_DIR``: the run's own config, checked against any config options."""
+    from genbench.runner import Runner, read_run_config
+
+    blob = read_run_config(args.resume)
+    load_plugins(blob.get("plugins", []))  # the run's own plug-in models, before its config is read
+    given = None
+    flags = {k: v for k, v in _flags(args).items() if v is not None and k != "out"}
+    if args.preset or args.config or flags or args.overrides:  # applied on top of the run's own config
+        tree = config_lib.load_preset(args.preset) if args.preset else dict(blob["config"])
+        if args.config:
+            tree = config_lib.merge(tree, config_lib.load_config_file(args.config))
+        for key, value in flags.items():
+            config_lib.set_path(tree, key.split("."), value)
+        for text in args.overrides:
+            config_lib.set_path(tree, *config_lib.parse_override(text))
+        given = config_lib.build_run_config(tree)
+    return Runner.resume(args.resume, config=given, executor=args.executor)
 
 
 def cmd_list(argv: Sequence[str]) -> int:
@@ -148,28 +190,44 @@ def _task_line(cls: type) -> str:
 
 
 def cmd_report(argv: Sequence[str]) -> int:
-    if not argv:
-        raise ConfigError("'report' needs one or more run folders: report RUN_DIR [RUN_DIR ...]")
-    for folder in argv:
-        path = Path(folder) / "results.csv"
-        if not path.is_file():
-            raise ConfigError(f"{folder} is not a genbench run folder (no results.csv in it)")
-        try:
-            df = read_results(path)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-        out = write_summary(df, Path(folder) / "summary.md")
-        print(out.read_text(encoding="utf-8"))
-        print(f"genbench: wrote {out}", file=sys.stderr)
+    from genbench.report import ReportInputError, write_report  # matplotlib: only when reporting
+
+    p = _Parser(prog=f"{PROG} report", description="Regenerate summary.md, tables/ (CSV) and plots/ (PNG, PDF) "
+                "from results.csv. One run: into its folder, with its image grids. Several runs: pooled over "
+                "seeds per dataset, into --out.")
+    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run folders holding results.csv")
+    p.add_argument("--out", metavar="DIR", help="report folder (default: the run folder for one run, "
+                   "report-<timestamp> beside the first run folder for several)")
+    args = p.parse_args(argv)
+    if not args.run_dirs:
+        raise ConfigError("'report' needs one or more run folders: report RUN_DIR [RUN_DIR ...] [--out DIR]")
+    try:
+        out = write_report([Path(d) for d in args.run_dirs], args.out and Path(args.out))
+    except ReportInputError as err:
+        raise ConfigError(str(err)) from None
+    print((out / "summary.md").read_text(encoding="utf-8"))
+    print(f"genbench: wrote the report in {out}/ (summary.md, tables/, plots/)", file=sys.stderr)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``run_benchmarks.py`` and the ``genbench`` script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv.pop(0) if argv and argv[0] in COMMANDS else "run"
+    # one line per warning (e.g. a corrupt image skipped), not Python's two with the source line
+    warnings.formatwarning = lambda message, category, filename, lineno, line=None: \
+        f"genbench: warning: {message}\n"
     try:
-        return {"run": cmd_run, "list": cmd_list, "report": cmd_report}[command](argv)
+        # plug-ins first, so that --help, 'list' and the name checks see their models
+        pre = _Parser(prog=PROG, add_help=False)
+        pre.add_argument("--plugin", action="append", default=[])
+        known, rest = pre.parse_known_args(argv)
+        load_plugins([*plugins_from_env(), *known.plugin])
+        command = rest[0] if rest and rest[0] in COMMANDS else "run"
+        if rest[:1] == [command]:
+            argv.remove(command)
+            rest.pop(0)
+        return {"run": cmd_run, "list": cmd_list, "report": cmd_report}[command](
+            argv if command == "run" else rest)  # run keeps --plugin (its parser knows it) in the recorded command
     except (ConfigError, RegistryError, DataError) as err:
         print(f"genbench: error: {err}", file=sys.stderr)
         return 2

@@ -60,6 +60,7 @@ class RunConfig:
     out: str = "results"
     n_eval: int | None = 1000       # images scored per split at most (None: all of them)
     dry_run: bool = False           # every cell for one step on a few images
+    checkpoints: bool = True        # save every fit under <run>/checkpoints/ (resume loads them)
     model: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per-model config overrides
     task: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)   # per-task parameters
 
@@ -91,13 +92,26 @@ def load_yaml(text: str, source: str) -> dict[str, Any]:
     """Parse YAML safely into a mapping; malformed YAML is a :class:`ConfigError` naming ``source``."""
     try:
         data = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as err:  # e.g. !!python/object: safe_load builds plain data only
+        raise ConfigError(f"{source} is refused: {_yaml_problem(err)}; genbench reads YAML with "
+                          f"yaml.safe_load, which builds no Python objects (no !!python/... tags): "
+                          f"write plain keys and values") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{source} is not valid YAML: {' '.join(str(err).split())}") from None
+        raise ConfigError(f"{source} is not valid YAML: {_yaml_problem(err)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source} must hold a mapping of config keys, got a {type(data).__name__}")
     return data
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """One line: where (1-based line and column) and what, without PyYAML's source excerpt."""
+    mark = getattr(err, "problem_mark", None)
+    if mark is None or not getattr(err, "problem", None):
+        return " ".join(str(err).split())
+    context = f" ({err.context})" if getattr(err, "context", None) else ""
+    return f"line {mark.line + 1}, column {mark.column + 1}: {err.problem}{context}"
 
 
 def load_preset(name: str) -> dict[str, Any]:
@@ -264,7 +278,7 @@ def _check_names(cfg: RunConfig) -> None:
         raise ConfigError(str(err)) from None
     for d in cfg.latent_dims:
         if d <= 0:
-            raise ConfigError(f"latent dims must be positive integers, got {d}")
+            raise ConfigError(f"latent_dims must be positive integers, got {d}")
     for s in cfg.seeds:
         if s < 0:
             raise ConfigError(f"seeds must be non-negative integers, got {s}")

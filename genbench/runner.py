@@ -12,10 +12,15 @@ seeds and picks the device (STYLE.md 11), and it does the same for every model a
    every ``clean-train`` cell; a ``learn-from-corrupted`` cell fits on that variant's observed
    training images;
 4. recover, score (``task.score``) and append the cell's rows to ``results.csv`` in one write
-   (crash-safe: what finished is on disk);
+   (crash-safe: what finished is on disk); every fit is saved under ``checkpoints/``;
 5. isolate failures: an exception or NaN in a cell becomes rows with ``status=failed`` and the
    message, an operator the model does not support becomes ``status=unsupported``; the sweep
    goes on. ``KeyboardInterrupt`` stops after the rows already written.
+
+:meth:`Runner.resume` reopens a run folder: finished cells are skipped, fits are loaded from
+their checkpoints, failed, torn and unfinished cells run again, so the final table equals an
+uninterrupted run's. Where the cells run is the executor's business
+(:mod:`genbench.executors`: this process, or Ray tasks of one fit group each).
 
 Every random draw is seeded from (run seed, cell identity), so a cell's numbers do not depend
 on which other cells ran before it. Times are wall-clock seconds (CUDA is synchronised).
@@ -29,14 +34,17 @@ Example::
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
+import math
 import os
 import sys
 import time
 import traceback
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,13 +53,16 @@ import torch
 from torch import Tensor
 
 from genbench import plots
-from genbench.config import ConfigError, RunConfig
+from genbench.config import ConfigError, RunConfig, build_run_config
 from genbench.data import DataConfig, load_data
-from genbench.model import LatentModel
+from genbench.executors import get_executor
+from genbench.report import write_report
+from genbench.model import DivergenceError, LatentModel
 from genbench.operators import Identity, Observations, Operator
 from genbench.registry import ModelSpec, get_model, get_task
-from genbench.results import (STATUS_FAILED, STATUS_OK, STATUS_UNSUPPORTED, ResultRow, ResultsWriter,
-                              config_hash, read_results, versions_string, write_summary)
+from genbench.results import (COLUMNS, LATENT_DIM, MODEL, PROTOCOL, SEED, STATUS, STATUS_FAILED, STATUS_OK,
+                              STATUS_UNSUPPORTED, TASK, VARIANT, ResultRow, ResultsWriter,
+                              config_hash, versions_string)
 from genbench.task import CLEAN_TRAIN, Task, Variant
 
 #: random stream of each split's observations (see Operator.reset)
@@ -91,6 +102,7 @@ class RunSummary:
     n_cells: int = 0
     n_ok: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (cell label, message)
+    n_skipped: int = 0  # cells a resumed run found finished
     seconds: float = 0.0
 
 
@@ -117,6 +129,17 @@ def effective_data_config(cfg: RunConfig) -> DataConfig:
     return dataclasses.replace(cfg.data, **caps)
 
 
+def check_out_dir(out: str | Path) -> None:
+    """Fail early (a :class:`ConfigError`, nothing created) when run folders cannot go under ``out``."""
+    out = Path(out)
+    existing = next(p for p in (out, *out.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise ConfigError(f"cannot create the run folder under {out}: {existing} is a file, not a folder; "
+                          f"pass --out DIR")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot create the run folder under {out}: {existing} is not writable; pass --out DIR")
+
+
 def make_run_dir(out: str | Path, run_id: str) -> Path:
     """Create ``out/run_id`` (``-2``, ``-3`` ... if taken); a non-writable ``out`` is a ConfigError."""
     out = Path(out)
@@ -134,12 +157,52 @@ def make_run_dir(out: str | Path, run_id: str) -> Path:
     raise ConfigError(f"too many runs named {run_id!r} under {out}")
 
 
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The ``config.json`` of a run folder; a folder that is not a run is a :class:`ConfigError`."""
+    path = Path(run_dir) / "config.json"
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"--resume {run_dir}: no such folder")
+    if not path.is_file():
+        raise ConfigError(f"--resume {run_dir}: not a genbench run folder (no config.json in it)")
+    try:
+        blob = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--resume {run_dir}: cannot read config.json ({err})") from None
+    if not isinstance(blob, dict) or not isinstance(blob.get("config"), dict) or "run_id" not in blob:
+        raise ConfigError(f"--resume {run_dir}: config.json is not a genbench run config")
+    return blob
+
+
+def build_saved_config(blob: dict[str, Any], run_dir: str | Path) -> RunConfig:
+    """The :class:`RunConfig` saved in a run's ``config.json`` (checked like any other config)."""
+    try:
+        return build_run_config(blob["config"])
+    except ConfigError as err:
+        raise ConfigError(f"--resume {run_dir}: its config.json no longer resolves: {err}") from None
+
+
+def config_differences(a: RunConfig, b: RunConfig, ignore: tuple[str, ...] = ("out",)) -> list[str]:
+    """Dotted keys where two configs differ (``ignore``d top-level keys aside)."""
+    def flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(tree, dict):
+            out: dict[str, Any] = {}
+            for k, v in tree.items():
+                out.update(flat(v, f"{prefix}{k}."))
+            return out
+        return {prefix.rstrip("."): tree}
+    fa, fb = flat(a.to_dict()), flat(b.to_dict())
+    keys = sorted(set(fa) | set(fb))
+    return [k for k in keys if k.split(".")[0] not in ignore and fa.get(k) != fb.get(k)]
+
+
 class Runner:
     """Runs every cell of a config; see the module docstring for the order and the guarantees."""
 
     def __init__(self, config: RunConfig, *, run_id: str | None = None, log: Log = _stderr,
-                 meta: dict[str, Any] | None = None) -> None:
+                 meta: dict[str, Any] | None = None, executor: str = "local") -> None:
         self.config = config
+        self.executor = get_executor(executor)
+        self.resume_dir: Path | None = None
         self.device = resolve_device(config.device)
         self.log = log
         self.run_id = run_id or time.strftime("%Y%m%d-%H%M%S")
@@ -166,6 +229,8 @@ class Runner:
                 self.variants[name] = task.variants(self.image_shape)
             except ValueError as err:
                 raise ConfigError(f"task {name!r}: {err}") from None
+        if self.resume_dir is None:
+            check_out_dir(self.config.out)
 
     def cells(self) -> list[Cell]:
         """Every cell, grouped so that one clean fit serves all the cells that use it."""
@@ -179,38 +244,128 @@ class Runner:
                             out += [Cell(model, d, seed, task, v.name, p) for p in v.protocols]
         return out
 
+    # -- resume -------------------------------------------------------------------------------------
+    @classmethod
+    def resume(cls, run_dir: str | Path, *, config: RunConfig | None = None, log: Log = _stderr,
+               executor: str = "local") -> Runner:
+        """A runner that continues the run in ``run_dir``: finished cells are skipped, fits whose
+        checkpoint exists are loaded, the rest runs as it would have.
+
+        ``config``, when given, must equal the run's saved config (``out`` aside): resuming with
+        other settings would mix two experiments in one table, so it is a :class:`ConfigError`.
+        """
+        blob = read_run_config(run_dir)
+        saved = build_saved_config(blob, run_dir)
+        if config is not None:
+            differ = config_differences(saved, config)
+            if differ:
+                raise ConfigError(f"--resume {run_dir}: the config given differs from the run's config.json at "
+                                  f"{', '.join(differ)}; resume without config options to continue the run "
+                                  f"as it was started, or start a new run")
+        meta = {k: v for k, v in blob.items() if k not in ("run_id", "config", "data_effective", "device",
+                                                          "versions")}
+        runner = cls(saved, run_id=blob["run_id"], log=log, meta=meta, executor=executor)
+        runner.resume_dir = Path(run_dir)
+        return runner
+
+    def _finished_cells(self, run_dir: Path, cells: Sequence[Cell]) -> set[Cell]:
+        """Cells of ``results.csv`` that are complete and not failed; rewrites the file without the
+        others (a torn last line, a partial cell, failed cells: they run again)."""
+        path = run_dir / "results.csv"
+        if not path.exists():
+            return set()
+        original = path.read_text(encoding="utf-8")
+        text = original
+        if text and not text.endswith("\n"):
+            text = text[: text.rfind("\n") + 1]  # a torn last line (killed mid-write)
+        records = list(csv.reader(io.StringIO(text)))
+        if not records:
+            return set()
+        header, rows = records[0], records[1:]
+        if tuple(header) != COLUMNS:
+            raise ConfigError(f"--resume {run_dir}: results.csv has columns {header}, expected {list(COLUMNS)}")
+        col = {name: i for i, name in enumerate(header)}
+        wanted = set(cells)
+        cell_of: list[Cell | None] = []
+        for row in rows:
+            try:
+                cell = Cell(row[col[MODEL]], int(row[col[LATENT_DIM]]), int(row[col[SEED]]), row[col[TASK]],
+                            row[col[VARIANT]], row[col[PROTOCOL]])
+            except (ValueError, IndexError):
+                cell = None  # a torn line
+            cell_of.append(cell if cell in wanted and len(row) == len(header) else None)
+        by_cell: dict[Cell, list[list[str]]] = {}
+        for row, cell in zip(rows, cell_of):
+            if cell is not None:
+                by_cell.setdefault(cell, []).append(row)
+        finished = set()
+        for cell, cell_rows in by_cell.items():
+            task = self.tasks[cell.task]
+            expected = len(task.splits[cell.protocol]) * len(task.metrics)
+            if len(cell_rows) == expected and all(r[col[STATUS]] != STATUS_FAILED for r in cell_rows):
+                finished.add(cell)
+        kept = [row for row, cell in zip(rows, cell_of) if cell in finished]
+        if len(kept) != len(rows) or text != original:
+            buf = io.StringIO()
+            csv.writer(buf, lineterminator="\n").writerows([header, *kept])
+            tmp = path.with_name("results.csv.tmp")
+            tmp.write_text(buf.getvalue(), encoding="utf-8")
+            os.replace(tmp, path)
+        return finished
+
+    def failed_rows(self, cell: Cell, message: str) -> list[ResultRow]:
+        """The rows of a cell that failed outside :meth:`run_cell` (e.g. its Ray worker was lost)."""
+        task = self.tasks[cell.task]
+        return self._rows(cell, task.splits[cell.protocol], "", status=STATUS_FAILED, message=message)
+
+    def worker_payload(self) -> dict[str, Any]:
+        """What a worker process needs to rebuild this runner (plain, picklable data)."""
+        return {"config": self.config.to_dict(), "run_id": self.run_id, "meta": self.meta,
+                "run_dir": str(self.run_dir), "plugins": list(self.meta.get("plugins", []))}
+
     # -- the sweep ----------------------------------------------------------------------------------
     def run(self, out: str | Path | None = None) -> RunSummary:
-        """Prepare, create the run folder, run every cell, write the summary."""
+        """Prepare, create the run folder (or reopen it: :meth:`resume`), run every cell that is not
+        finished yet through the executor, write the report."""
         if not hasattr(self, "splits"):
             self.prepare()
-        run_dir = make_run_dir(out or self.config.out, self.run_id)
-        self.run_dir = run_dir
-        self._write_config(run_dir)
-        writer = ResultsWriter(run_dir / "results.csv")
         cells = self.cells()
-        summary = RunSummary(run_dir, n_cells=len(cells))
+        if self.resume_dir is not None:
+            run_dir = self.resume_dir
+            finished = self._finished_cells(run_dir, cells)
+        else:
+            run_dir = make_run_dir(out or self.config.out, self.run_id)
+            self._write_config(run_dir)
+            finished = set()
+        self.attach(run_dir)
+        writer = ResultsWriter(run_dir / "results.csv")
+        todo = [c for c in cells if c not in finished]
+        summary = RunSummary(run_dir, n_cells=len(cells), n_skipped=len(cells) - len(todo))
+        if summary.n_skipped:
+            self.log(f"resuming {run_dir}: {summary.n_skipped} of {len(cells)} cells already finished")
         start = time.perf_counter()
-        self._fits: dict[tuple, tuple[LatentModel | None, float, str]] = {}
-        self._obs: dict[tuple, tuple[Operator, dict[str, Observations]]] = {}
-        self.fit_count = 0  # fits actually run (a clean fit is shared by its cells)
-        self._sampled: set[tuple[str, int, int]] = set()  # (model, d, seed) with samples kept
         try:
-            for i, cell in enumerate(cells, 1):
-                rows, status, message = self._run_cell(cell)
+            for i, (cell, rows, status, message) in enumerate(self.executor.run(self, todo), 1):
                 writer.append(rows)
                 if status == STATUS_FAILED:
                     summary.failed.append((cell.label(), message))
                 elif status == STATUS_OK:
                     summary.n_ok += 1
-                self.log(f"[{i}/{len(cells)}] {cell.label()}: {self._describe(rows, status, message)}")
-                self._forget_fits(cells[i:])
+                self.log(f"[{summary.n_skipped + i}/{len(cells)}] {cell.label()}: "
+                         f"{self._describe(rows, status, message)}")
         finally:
             summary.seconds = time.perf_counter() - start
             if (run_dir / "results.csv").exists():
-                write_summary(read_results(run_dir / "results.csv"), run_dir / "summary.md")
-                self._keep(plots.write_grids, run_dir)
+                self._keep(write_report, [run_dir])  # summary.md, tables/, plots/, grids/
         return summary
+
+    def attach(self, run_dir: str | Path) -> None:
+        """Use ``run_dir`` for checkpoints and kept images; start with no fitted models in memory."""
+        self.run_dir = Path(run_dir)
+        self._fits: dict[tuple, tuple[LatentModel | None, float, str]] = {}
+        self._obs: dict[tuple, tuple[Operator, dict[str, Observations]]] = {}
+        self.fit_count = 0  # fits actually run (a clean fit is shared by its cells; a checkpoint is loaded)
+        self._sampled: set[tuple[str, int, int]] = set()  # (model, d, seed) with samples kept
 
     def _write_config(self, run_dir: Path) -> None:
         blob = {"run_id": self.run_id, **self.meta, "config": self.config.to_dict(),
@@ -221,7 +376,7 @@ class Runner:
         tmp.write_text(json.dumps(blob, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, path)
 
-    def _forget_fits(self, remaining: list[Cell]) -> None:
+    def forget_fits(self, remaining: Sequence[Cell]) -> None:
         """Drop fitted models no remaining cell needs (memory)."""
         needed = {(get_model(c.model).fit_name, c.latent_dim, c.seed) for c in remaining}
         for key in [k for k in self._fits if (k[0], k[2], k[3]) not in needed]:
@@ -235,7 +390,8 @@ class Runner:
         return f"fit {rows[0].fit_seconds:.1f}s, " + ", ".join(scores)
 
     # -- one cell -----------------------------------------------------------------------------------
-    def _run_cell(self, cell: Cell) -> tuple[list[ResultRow], str, str]:
+    def run_cell(self, cell: Cell) -> tuple[list[ResultRow], str, str]:
+        """Fit (or reuse / load the fit), recover and score one cell: its rows, status and message."""
         spec = get_model(cell.model)
         task = self.tasks[cell.task]
         variant = next(v for v in self.variants[cell.task] if v.name == cell.variant)
@@ -264,10 +420,16 @@ class Runner:
                 t0 = self._clock()
                 x_hat = model.reconstruct(obs)
                 infer_seconds = self._clock() - t0
+                if not bool(torch.isfinite(x_hat).all()):
+                    raise DivergenceError(f"{cell.model}.reconstruct returned non-finite values (NaN or inf) "
+                                          f"on the {split} split")
                 scores = task.score(obs, x, x_hat)
                 eval_seconds = self._clock() - t0
+                bad = [m for m in task.metrics if not math.isfinite(scores[m])]
+                if bad:
+                    raise DivergenceError(f"non-finite {', '.join(bad)} on the {split} split")
             except Exception as err:  # noqa: BLE001 -- isolate the failure in this cell
-                message = _error_text(err)  # this split and the ones after it fail
+                message = error_text(err)  # this split and the ones after it fail
                 return rows + self._rows(cell, splits[i:], cell_hash, status=STATUS_FAILED, message=message,
                                          fit_seconds=fit_seconds), STATUS_FAILED, message
             rows += [self._row(cell, split, cell_hash, metric=m, value=scores[m], n_images=len(x),
@@ -303,31 +465,38 @@ class Runner:
             self._obs[key] = (op, observed)
         return self._obs[key]
 
-    def _fit(self, cell: Cell, spec: ModelSpec, model_config: Any,
-             observed: dict[str, Observations]) -> tuple[LatentModel | None, float, str]:
-        """The fitted model of this cell: the shared clean fit, or a fit on the corrupted data."""
-        # a reference method learns nothing: its "fit" sees the variant's own observations
+    def _fit_key(self, cell: Cell, spec: ModelSpec, model_config: Any) -> tuple[tuple, tuple, bool]:
+        """(cache key, seed key, clean?) of the fit a cell uses.
+
+        A clean-train cell of a model with a latent code shares the one clean fit of its
+        (model, latent dim, seed); any other cell fits on its variant's observations (a reference
+        method learns nothing: its "fit" just sees them). Models that share a fit (vae,
+        vae-refine) are keyed by the shared name and the config fields that change the fit, and
+        the fit is seeded by the shared name.
+        """
         clean = cell.protocol == CLEAN_TRAIN and spec.cls.uses_latent_dim
         where = (cell.latent_dim, cell.seed) + (() if clean else (cell.task, cell.variant))
-        # models that share a fit (vae, vae-refine) are keyed by the shared name and the config
-        # fields that change the fit; the fit is seeded by the shared name
         fit_config = {k: v for k, v in dataclasses.asdict(model_config).items()
                       if k not in spec.cls.inference_fields}
-        key = (spec.fit_name, config_hash(fit_config)) + where
-        seed_key = (spec.fit_name,) + where
+        return (spec.fit_name, config_hash(fit_config)) + where, (spec.fit_name,) + where, clean
+
+    def fit_groups(self, cells: Sequence[Cell]) -> list[list[Cell]]:
+        """The cells grouped by the fitted model they use, in first-seen order."""
+        groups: dict[tuple, list[Cell]] = {}
+        for cell in cells:
+            spec = get_model(cell.model)
+            key, _, _ = self._fit_key(cell, spec, self._model_config(spec, cell.latent_dim))
+            groups.setdefault(key, []).append(cell)
+        return list(groups.values())
+
+    def _fit(self, cell: Cell, spec: ModelSpec, model_config: Any,
+             observed: dict[str, Observations]) -> tuple[LatentModel | None, float, str]:
+        """The fitted model of this cell: from memory, from its checkpoint, or fitted now."""
+        key, seed_key, clean = self._fit_key(cell, spec, model_config)
         if key not in self._fits:
-            if clean:
-                train = Identity(seed=cell.seed).observe(self.splits["train"])
-            else:
-                train = observed["train"]
-            torch.manual_seed(derive_seed(*seed_key, "fit"))
-            t0 = self._clock()
-            try:
-                model = spec.cls(model_config).fit(train)
-                self._fits[key] = (model, self._clock() - t0, "")
-            except Exception as err:  # noqa: BLE001 -- isolate the failure in this cell
-                self._fits[key] = (None, self._clock() - t0, _error_text(err))
-            self.fit_count += 1
+            self._fits[key] = self._load_checkpoint(spec, key) or self._fit_now(
+                spec, model_config, key, seed_key, Identity(seed=cell.seed).observe(self.splits["train"])
+                if clean else observed["train"])
         model, seconds, error = self._fits[key]
         if model is not None and model.config != model_config:
             model = model.with_config(model_config)  # e.g. vae-refine on vae's weights
@@ -336,13 +505,56 @@ class Runner:
             self._keep(self._keep_samples, cell, model)
         return model, seconds, error
 
+    def _fit_now(self, spec: ModelSpec, model_config: Any, key: tuple, seed_key: tuple,
+                 train: Observations) -> tuple[LatentModel | None, float, str]:
+        torch.manual_seed(derive_seed(*seed_key, "fit"))
+        t0 = self._clock()
+        self.fit_count += 1
+        try:
+            model = spec.cls(model_config).fit(train)
+        except Exception as err:  # noqa: BLE001 -- isolate the failure in this cell
+            return None, self._clock() - t0, error_text(err)
+        seconds = self._clock() - t0
+        if self.config.checkpoints:
+            self._keep(self._save_checkpoint, model, seconds, key)
+        return model, seconds, ""
+
+    def checkpoint_path(self, key: tuple) -> Path:
+        """``checkpoints/<fit name>__<fit config hash>__d<d>__s<seed>[__<task>__<variant>].pt``."""
+        name, hash_, d, seed, *variant = key
+        return self.run_dir / "checkpoints" / ("__".join([name, hash_, f"d{d}", f"s{seed}", *variant]) + ".pt")
+
+    def _save_checkpoint(self, model: LatentModel, seconds: float, key: tuple) -> None:
+        """``torch.save`` of the config and state dicts (temporary name, then rename)."""
+        path = self.checkpoint_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({"config": dataclasses.asdict(model.config), "state": model.state_dict(),
+                    "fit_seconds": seconds}, tmp)
+        os.replace(tmp, path)
+
+    def _load_checkpoint(self, spec: ModelSpec, key: tuple) -> tuple[LatentModel, float, str] | None:
+        """The fit saved by an earlier (killed) process of this run, if there is a readable one."""
+        path = self.checkpoint_path(key)
+        if not path.exists():
+            return None
+        try:
+            blob = torch.load(path, map_location=self.device, weights_only=True)
+            model = spec.cls(spec.cls.Config(**blob["config"]))
+            model.load_state_dict(blob["state"])
+            seconds = float(blob["fit_seconds"])
+        except Exception as err:  # noqa: BLE001 -- a torn or foreign file: fit again
+            self.log(f"warning: cannot load checkpoint {path.name} ({error_text(err)}); fitting again")
+            return None
+        return model, seconds, ""
+
     # -- images for the grids (genbench.plots) ---------------------------------------------------
     def _keep(self, fn: Callable[..., None], *args: Any) -> None:
         """Keep images for the grids; a failure here is a warning, never a failed cell."""
         try:
             fn(*args)
         except Exception as err:  # noqa: BLE001
-            self.log(f"warning: could not keep images ({fn.__name__}): {_error_text(err)}")
+            self.log(f"warning: {fn.__name__} failed (the cell is not affected): {error_text(err)}")
 
     def _keep_recoveries(self, cell: Cell, split: str, obs: Observations, x: Tensor, x_hat: Tensor) -> None:
         n = min(plots.N_KEEP, len(x))
@@ -389,7 +601,7 @@ class Runner:
                 for split in splits for m in metrics]
 
 
-def _error_text(err: BaseException) -> str:
+def error_text(err: BaseException) -> str:
     """``Type: message`` and the innermost frame, on one line, for the table."""
     frames = traceback.extract_tb(err.__traceback__)
     where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
