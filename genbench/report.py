@@ -219,10 +219,22 @@ def write_tables(agg: pd.DataFrame, folder: Path) -> list[Path]:
 
 # ------------------------------------------------------------------------------------------------- plots
 def model_colors(models: Iterable[str]) -> dict[str, tuple[float, float, float, float]]:
-    """A stable colour per model: the sorted set of names on tab10 (tab20 beyond 10 models, then cycling)."""
-    names = sorted(set(models))
-    cmap = colormaps["tab10" if len(names) <= 10 else "tab20"]
-    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+    """A colour per model, the same in every plot of every report: the registry's models in
+    registration order take tab10 (the ten built-in models fill it); models registered later
+    (plug-ins) or no longer registered take the light shades of tab20, in sorted order."""
+    from genbench.registry import available_models
+
+    models = set(models)  # an iterator is read once
+    registered = list(available_models())
+    tab10, tab20 = colormaps["tab10"], colormaps["tab20"]
+    out = {}
+    extra = sorted({m for m in models if m not in registered[:tab10.N]})
+    for name in models:
+        if name in registered[:tab10.N]:
+            out[name] = tab10(registered.index(name))
+        else:
+            out[name] = tab20((2 * extra.index(name) + 1) % tab20.N)
+    return out
 
 
 def report_figures(agg: pd.DataFrame, plot_metrics: Sequence[str] = PLOT_METRICS,
