@@ -9,7 +9,10 @@
   pixel scale (``y01 = (y + A 1) / 2`` is what A sees of x01 = (x + 1) / 2), then x = D^T w
   (projections only: :class:`RandomProjection`). All images of a batch are one multi-target fit.
 
-Both run on the CPU (numpy); observations on a GPU are copied over and the result copied back.
+Both are CPU-only by nature (numpy, scikit-image, scikit-learn): ``recover`` copies y, the mask and
+the projection matrix to the host explicitly (``.detach().cpu()``) and returns a CPU tensor, which
+:meth:`~genbench.model.ReferenceMethod.reconstruct` moves back to the observations' device. On a GPU
+run they are the only rows that pay a device-to-host copy (tests/test_device.py checks the rest).
 ``fit`` learns nothing, so the two protocols give the same test recovery: the ``train`` rows of
 ``learn-from-corrupted`` score the same method on the training observations.
 """

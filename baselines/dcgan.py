@@ -63,7 +63,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from genbench.backbone import ConvTrunk, Generator, dcgan_init, recalibrate_batchnorm
-from genbench.model import GeneratorConfig, GeneratorModel, check_finite, frozen, progress, require
+from genbench.model import (GeneratorConfig, GeneratorModel, autocast, check_finite, frozen, progress,
+                            require, state_device)
 from genbench.operators import Observations, gaussian_nll
 from genbench.registry import register_model
 
@@ -98,12 +99,13 @@ def ambient_fake(obs: Observations, x_fake: Tensor) -> Observations:
 
 
 def csgm_invert(g: torch.nn.Module, obs: Observations, *, sigma: float, steps: int, restarts: int,
-                lr: float) -> tuple[Tensor, Tensor]:
+                lr: float, amp: bool = False) -> tuple[Tensor, Tensor]:
     """Best of ``restarts`` Adam runs on E(z) = ||y - A(g(z))||^2 / (2 sigma^2) + ||z||^2 / 2.
 
     Returns z (B, d) and its objective E (B,). The restarts run as one batch of R * B latents;
     restart r starts from the r-th draw of randn(B, d), so the first r restarts of a run with
-    more restarts are those of a run with r. Only z receives gradients.
+    more restarts are those of a run with r. Only z receives gradients. ``amp``: g's forward
+    pass in bf16 autocast on CUDA; z and E stay float32.
     """
     n, d = len(obs), g.latent_dim
     z = torch.cat([torch.randn(n, d, device=obs.device) for _ in range(restarts)])  # (R * B, d)
@@ -112,7 +114,9 @@ def csgm_invert(g: torch.nn.Module, obs: Observations, *, sigma: float, steps: i
     optimizer = torch.optim.Adam([z], lr=lr)
 
     def energy() -> Tensor:
-        return gaussian_nll(obs_r, g(z), sigma) + 0.5 * z.pow(2).sum(1)  # (R * B,)
+        with autocast(z.device, amp):
+            x_hat = g(z)
+        return gaussian_nll(obs_r, x_hat.float(), sigma) + 0.5 * z.pow(2).sum(1)  # (R * B,)
 
     with torch.enable_grad():
         for _ in range(steps):
@@ -147,9 +151,10 @@ class DCGAN(GeneratorModel):
         cfg = self.config
         n, dev = len(obs), obs.device
         self.disc_channels_ = obs.image_shape[0] + (obs.mask is not None)  # + the mask channel
-        g, disc = (net.to(dev) for net in self._networks(obs.image_shape, self.disc_channels_))
+        g, disc = self._networks(obs.image_shape, self.disc_channels_, dev)
         dcgan_init(g)
         dcgan_init(disc)
+        g_fast, disc_fast = self._fast(g), self._fast(disc)  # torch.compile'd with --compile
         opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
         self.history_: list[list[float]] = []  # per epoch: [mean L_D, mean L_G]
@@ -161,16 +166,18 @@ class DCGAN(GeneratorModel):
             for batch in self._batches(n, cfg.batch_size):
                 real = obs[perm[batch]]
                 b = len(real)
-                fake = ambient_fake(real[torch.randperm(b, device=dev)],
-                                    g(torch.randn(b, cfg.latent_dim, device=dev)))
                 ones, zeros = torch.ones(b, 1, device=dev), torch.zeros(b, 1, device=dev)
-                fake_in = discriminator_input(fake)
-                loss_d = (F.binary_cross_entropy_with_logits(disc(discriminator_input(real)), ones)
-                          + F.binary_cross_entropy_with_logits(disc(fake_in.detach()), zeros))
+                with self._autocast():  # bf16 forward passes with --amp on CUDA; the losses in float32
+                    fake = ambient_fake(real[torch.randperm(b, device=dev)],
+                                        g_fast(torch.randn(b, cfg.latent_dim, device=dev)).float())
+                    fake_in = discriminator_input(fake)
+                    loss_d = (F.binary_cross_entropy_with_logits(disc_fast(discriminator_input(real)).float(), ones)
+                              + F.binary_cross_entropy_with_logits(disc_fast(fake_in.detach()).float(), zeros))
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 opt_d.step()
-                loss_g = F.binary_cross_entropy_with_logits(disc(fake_in), ones)  # non-saturating
+                with self._autocast():
+                    loss_g = F.binary_cross_entropy_with_logits(disc_fast(fake_in).float(), ones)  # non-saturating
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()
@@ -182,19 +189,21 @@ class DCGAN(GeneratorModel):
         self.generator_, self.discriminator_ = g.eval(), disc.eval()
         return self
 
-    def _networks(self, image_shape: tuple[int, int, int], disc_channels: int) -> tuple[Generator, ConvTrunk]:
-        """Generator and discriminator (``disc_channels`` input channels -> one logit)."""
+    def _networks(self, image_shape: tuple[int, int, int], disc_channels: int,
+                  device: torch.device) -> tuple[Generator, ConvTrunk]:
+        """Generator and discriminator (``disc_channels`` input channels -> one logit) on ``device``."""
         cfg = self.config
-        return (Generator(cfg.latent_dim, image_shape, cfg.width),
-                ConvTrunk(image_shape, 1, cfg.width, in_channels=disc_channels))
+        return (Generator(cfg.latent_dim, image_shape, cfg.width, device=device),
+                ConvTrunk(image_shape, 1, cfg.width, in_channels=disc_channels, device=device))
 
     def invert(self, obs: Observations) -> tuple[Tensor, Tensor]:
         """CSGM latents (N, d) and their objectives E (N,), batch by batch (see the module doc)."""
         self._check_obs(obs)
         cfg = self.config
-        with frozen(self.generator_) as g:  # inversion needs gradients w.r.t. z only
+        g = self._fast(self.generator_)
+        with frozen(self.generator_):  # inversion needs gradients w.r.t. z only
             out = [csgm_invert(g, obs[b], sigma=cfg.sigma, steps=cfg.inversion_steps,
-                               restarts=cfg.restarts, lr=cfg.inversion_lr)
+                               restarts=cfg.restarts, lr=cfg.inversion_lr, amp=cfg.amp)
                    for b in progress(self._batches(len(obs), cfg.eval_batch_size), desc="dcgan invert")]
         z, e = torch.cat([o[0] for o in out]), torch.cat([o[1] for o in out])
         check_finite(z, "DCGAN inverted latents")
@@ -214,12 +223,12 @@ class DCGAN(GeneratorModel):
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator_.state_dict(), "discriminator": self.discriminator_.state_dict(),
                 "disc_channels": self.disc_channels_, "image_shape": list(self.image_shape_),
-                "history": torch.tensor(self.history_)}
+                "history": torch.tensor(self.history_, device="cpu")}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.image_shape_ = tuple(int(s) for s in state["image_shape"])
         self.disc_channels_ = int(state["disc_channels"])
-        g, disc = self._networks(self.image_shape_, self.disc_channels_)
+        g, disc = self._networks(self.image_shape_, self.disc_channels_, state_device(state["generator"]))
         g.load_state_dict(state["generator"])
         disc.load_state_dict(state["discriminator"])
         self.generator_, self.discriminator_ = g.eval(), disc.eval()

@@ -347,8 +347,8 @@ class PCA(LatentModel):
     def state_dict(self) -> dict[str, Any]:
         return {"mean": self.mean_, "components": self.components_,
                 "explained_variance": self.explained_variance_, "noise_variance": self.noise_variance_,
-                "image_shape": torch.tensor(self.image_shape_),
-                "history": torch.tensor(self.history_, dtype=_DTYPE)}
+                "image_shape": torch.tensor(self.image_shape_, device="cpu"),
+                "history": torch.tensor(self.history_, dtype=_DTYPE, device="cpu")}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         components = state["components"]

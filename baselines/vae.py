@@ -61,7 +61,8 @@ from torch import Tensor, nn
 
 from genbench.abp import langevin
 from genbench.backbone import ConvTrunk, Generator, recalibrate_batchnorm
-from genbench.model import GeneratorConfig, GeneratorModel, check_finite, frozen, progress, require
+from genbench.model import (GeneratorConfig, GeneratorModel, check_finite, frozen, progress, require,
+                            state_device)
 from genbench.operators import Observations, gaussian_nll
 from genbench.registry import register_model
 
@@ -97,10 +98,11 @@ def kl_to_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
 def negative_elbo(encoder: nn.Module, decoder: Callable[[Tensor], Tensor], obs: Observations,
                   sigma: float) -> tuple[Tensor, Tensor]:
     """The two terms of the negative ELBO per image, each (B,): the Gaussian NLL of y under one
-    reparameterised draw z ~ q(z | y), and KL(q(z | y) || N(0, I))."""
-    mu, logvar = encoder(encoder_input(obs)).chunk(2, dim=1)  # (B, d) each
+    reparameterised draw z ~ q(z | y), and KL(q(z | y) || N(0, I)). The networks' outputs are
+    cast to float32 (a no-op unless they ran under bf16 autocast, ``--amp``)."""
+    mu, logvar = encoder(encoder_input(obs)).float().chunk(2, dim=1)  # (B, d) each
     z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
-    return gaussian_nll(obs, decoder(z), sigma), kl_to_standard_normal(mu, logvar)
+    return gaussian_nll(obs, decoder(z).float(), sigma), kl_to_standard_normal(mu, logvar)
 
 
 @register_model("vae", description="Variational auto-encoder, encoder-mean inference (Kingma & Welling 2014)")
@@ -121,7 +123,8 @@ class VAE(GeneratorModel):
         self._set_fitted(obs)
         cfg = self.config
         n = len(obs)
-        encoder, g = (net.to(obs.device) for net in self._networks(obs.image_shape))
+        encoder, g = self._networks(obs.image_shape, obs.device)
+        encoder_fast, g_fast = self._fast(encoder), self._fast(g)  # torch.compile'd with --compile
         params = [*encoder.parameters(), *g.parameters()]
         optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, 0.999))
         self.history_: list[float] = []
@@ -132,7 +135,8 @@ class VAE(GeneratorModel):
             perm = torch.randperm(n, device=obs.device)
             for batch in self._batches(n, cfg.batch_size):
                 idx = perm[batch]
-                nll, kl = negative_elbo(encoder, g, obs[idx], cfg.sigma)
+                with self._autocast():  # bf16 forward passes with --amp on CUDA
+                    nll, kl = negative_elbo(encoder_fast, g_fast, obs[idx], cfg.sigma)
                 loss = (nll + kl).mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -144,11 +148,13 @@ class VAE(GeneratorModel):
         self._recalibrate(obs)
         return self
 
-    def _networks(self, image_shape: tuple[int, int, int]) -> tuple[ConvTrunk, Generator]:
-        """Encoder (image + mask channel -> (mu, logvar)) and decoder, freshly initialised."""
+    def _networks(self, image_shape: tuple[int, int, int],
+                  device: torch.device) -> tuple[ConvTrunk, Generator]:
+        """Encoder (image + mask channel -> (mu, logvar)) and decoder, freshly initialised on ``device``."""
         cfg = self.config
-        encoder = ConvTrunk(image_shape, 2 * cfg.latent_dim, cfg.width, in_channels=image_shape[0] + 1)
-        return encoder, Generator(cfg.latent_dim, image_shape, cfg.width)
+        encoder = ConvTrunk(image_shape, 2 * cfg.latent_dim, cfg.width, in_channels=image_shape[0] + 1,
+                            device=device)
+        return encoder, Generator(cfg.latent_dim, image_shape, cfg.width, device=device)
 
     def _recalibrate(self, obs: Observations) -> None:
         """Exact BN statistics for the final weights: the encoder's over the training inputs,
@@ -168,8 +174,10 @@ class VAE(GeneratorModel):
     def encode(self, obs: Observations) -> tuple[Tensor, Tensor]:
         """Posterior parameters (mu, logvar), each (N, d), of q(z | y): one eval-mode pass."""
         self._check_obs(obs)
-        out = torch.cat([self.encoder_(encoder_input(obs[b]))
-                         for b in self._batches(len(obs), self.config.eval_batch_size)])
+        encoder = self._fast(self.encoder_)
+        with self._autocast():
+            out = torch.cat([encoder(encoder_input(obs[b])).float()
+                             for b in self._batches(len(obs), self.config.eval_batch_size)])
         mu, logvar = out.chunk(2, dim=1)
         return mu, logvar
 
@@ -177,9 +185,11 @@ class VAE(GeneratorModel):
         cfg = self.config
         z, _ = self.encode(obs)
         if cfg.refine_steps > 0:
-            with frozen(self.generator_) as g:  # refinement needs gradients w.r.t. z only
+            g = self._fast(self.generator_)
+            with frozen(self.generator_):  # refinement needs gradients w.r.t. z only
                 z = torch.cat([langevin(g, obs[b], z[b], sigma=cfg.sigma, steps=cfg.refine_steps,
-                                        step_size=cfg.refine_step_size, noise=cfg.refine_noise)
+                                        step_size=cfg.refine_step_size, noise=cfg.refine_noise,
+                                        amp=cfg.amp)
                                for b in progress(self._batches(len(obs), cfg.eval_batch_size),
                                                  desc="vae refine")])
         check_finite(z, "VAE inferred latents")
@@ -195,11 +205,11 @@ class VAE(GeneratorModel):
 
     def state_dict(self) -> dict[str, Any]:
         return {"encoder": self.encoder_.state_dict(), "generator": self.generator_.state_dict(),
-                "image_shape": list(self.image_shape_), "history": torch.tensor(self.history_)}
+                "image_shape": list(self.image_shape_), "history": torch.tensor(self.history_, device="cpu")}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.image_shape_ = tuple(int(s) for s in state["image_shape"])
-        encoder, g = self._networks(self.image_shape_)
+        encoder, g = self._networks(self.image_shape_, state_device(state["generator"]))
         encoder.load_state_dict(state["encoder"])
         g.load_state_dict(state["generator"])
         self.encoder_, self.generator_ = encoder.eval(), g.eval()

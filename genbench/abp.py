@@ -44,7 +44,8 @@ import torch
 from torch import Tensor
 
 from genbench.backbone import Generator, recalibrate_batchnorm
-from genbench.model import GeneratorConfig, GeneratorModel, check_finite, frozen, progress, require
+from genbench.model import (GeneratorConfig, GeneratorModel, autocast, check_finite, frozen, progress,
+                            require, state_device)
 from genbench.operators import Observations, gaussian_nll
 from genbench.registry import register_model
 
@@ -69,16 +70,20 @@ class ABPConfig(GeneratorConfig):
 
 
 def langevin(g: torch.nn.Module, obs: Observations, z: Tensor, *, sigma: float, steps: int,
-             step_size: float, noise: bool) -> Tensor:
+             step_size: float, noise: bool, amp: bool = False) -> Tensor:
     """Run ``steps`` Langevin (or, without noise, gradient) steps on z (B, d) for p(z | y).
 
-    Only z receives gradients (``torch.autograd.grad``): the generator's weights are untouched.
+    Only z receives gradients (``torch.autograd.grad``): the generator's weights are untouched
+    (callers also freeze them, :func:`~genbench.model.frozen`, so no weight-gradient graph is
+    kept). ``amp``: g's forward pass in bf16 autocast on CUDA; z and the energy stay float32.
     """
     half_step = 0.5 * step_size * step_size
     with torch.enable_grad():
         for _ in range(steps):
             z = z.detach().requires_grad_(True)
-            energy = gaussian_nll(obs, g(z), sigma).sum() + 0.5 * z.pow(2).sum()
+            with autocast(z.device, amp):
+                x_hat = g(z)
+            energy = gaussian_nll(obs, x_hat.float(), sigma).sum() + 0.5 * z.pow(2).sum()
             (grad,) = torch.autograd.grad(energy, z)
             z = z - half_step * grad
             if noise:
@@ -104,7 +109,8 @@ class ABP(GeneratorModel):
         self._set_fitted(obs)
         cfg = self.config
         n = len(obs)
-        g = Generator(cfg.latent_dim, obs.image_shape, cfg.width).to(obs.device)
+        g = Generator(cfg.latent_dim, obs.image_shape, cfg.width, device=obs.device)
+        g_fast = self._fast(g)  # torch.compile'd with --compile (shares g's weights)
         optimizer = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
         z = torch.randn(n, cfg.latent_dim, device=obs.device)  # persistent latents, one per image
         self.history_: list[float] = []
@@ -115,10 +121,13 @@ class ABP(GeneratorModel):
             for batch in self._batches(n, cfg.batch_size):
                 idx = perm[batch]
                 obs_b = obs[idx]
-                z_b = langevin(g, obs_b, z[idx], sigma=cfg.sigma, steps=cfg.langevin_steps,
-                               step_size=cfg.step_size, noise=cfg.langevin_noise)
+                with frozen(g):  # inferential back-propagation: gradients w.r.t. z only
+                    z_b = langevin(g_fast, obs_b, z[idx], sigma=cfg.sigma, steps=cfg.langevin_steps,
+                                   step_size=cfg.step_size, noise=cfg.langevin_noise, amp=cfg.amp)
                 z[idx] = z_b
-                loss = gaussian_nll(obs_b, g(z_b), cfg.sigma).mean()
+                with self._autocast():
+                    x_hat = g_fast(z_b)
+                loss = gaussian_nll(obs_b, x_hat.float(), cfg.sigma).mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -135,12 +144,13 @@ class ABP(GeneratorModel):
         self._check_obs(obs)
         cfg = self.config
         zs = []
-        with frozen(self.generator_) as g:  # inference needs gradients w.r.t. z only
+        g = self._fast(self.generator_)
+        with frozen(self.generator_):  # inference needs gradients w.r.t. z only
             for batch in progress(self._batches(len(obs), cfg.eval_batch_size), desc="abp infer"):
                 obs_b = obs[batch]
                 z0 = torch.zeros(len(obs_b), cfg.latent_dim, device=obs.device)
                 zs.append(langevin(g, obs_b, z0, sigma=cfg.sigma, steps=cfg.test_steps,
-                                   step_size=cfg.test_step_size, noise=cfg.langevin_noise))
+                                   step_size=cfg.test_step_size, noise=cfg.langevin_noise, amp=cfg.amp))
         z = torch.cat(zs)
         check_finite(z, "ABP inferred latents")
         return z
@@ -155,11 +165,12 @@ class ABP(GeneratorModel):
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator_.state_dict(), "image_shape": list(self.image_shape_),
-                "history": torch.tensor(self.history_)}
+                "history": torch.tensor(self.history_, device="cpu")}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.image_shape_ = tuple(int(s) for s in state["image_shape"])
-        g = Generator(self.config.latent_dim, self.image_shape_, self.config.width)
+        g = Generator(self.config.latent_dim, self.image_shape_, self.config.width,
+                      device=state_device(state["generator"]))
         g.load_state_dict(state["generator"])
         self.generator_ = g.eval()
         self.device_ = next(g.parameters()).device

@@ -46,8 +46,10 @@ def _layout(image_shape: ImageShape) -> tuple[int, int]:
 class Generator(nn.Module):
     """Top-down ConvNet g(z; W): (B, latent_dim) -> (B, C, H, W) in [-1, 1]."""
 
-    def __init__(self, latent_dim: int, image_shape: ImageShape, width: int = 32) -> None:
+    def __init__(self, latent_dim: int, image_shape: ImageShape, width: int = 32,
+                 device: torch.device | str | None = None) -> None:
         super().__init__()
+        on = {"device": device}  # models pass their data's device: weights are made there, not moved
         if width < 1:
             raise ValueError(f"backbone width must be >= 1, got {width}")
         self.latent_dim = latent_dim
@@ -55,17 +57,17 @@ class Generator(nn.Module):
         self.s0, n_up = _layout(self.image_shape)
         self.c0 = width * 2 ** (n_up - 1)
         self.project = nn.Sequential(
-            nn.Linear(latent_dim, self.c0 * self.s0 * self.s0, bias=False),
-            nn.BatchNorm1d(self.c0 * self.s0 * self.s0),
+            nn.Linear(latent_dim, self.c0 * self.s0 * self.s0, bias=False, **on),
+            nn.BatchNorm1d(self.c0 * self.s0 * self.s0, **on),
             nn.ReLU(inplace=True),
         )
         layers: list[nn.Module] = []
         c = self.c0
         for _ in range(n_up - 1):
-            layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(c // 2),
+            layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False, **on), nn.BatchNorm2d(c // 2, **on),
                        nn.ReLU(inplace=True)]
             c //= 2
-        layers += [nn.ConvTranspose2d(c, self.image_shape[0], 4, 2, 1), nn.Tanh()]
+        layers += [nn.ConvTranspose2d(c, self.image_shape[0], 4, 2, 1, **on), nn.Tanh()]
         self.up = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
@@ -81,20 +83,21 @@ class ConvTrunk(nn.Module):
     """
 
     def __init__(self, image_shape: ImageShape, out_features: int, width: int = 32,
-                 in_channels: int | None = None) -> None:
+                 in_channels: int | None = None, device: torch.device | str | None = None) -> None:
         super().__init__()
+        on = {"device": device}
         s0, n_up = _layout(tuple(image_shape))
         c_in = image_shape[0] if in_channels is None else in_channels
         layers: list[nn.Module] = []
         c = width
         for i in range(n_up):
-            layers.append(nn.Conv2d(c_in, c, 4, 2, 1, bias=i == 0))
+            layers.append(nn.Conv2d(c_in, c, 4, 2, 1, bias=i == 0, **on))
             if i > 0:  # DCGAN: no BN on the first layer
-                layers.append(nn.BatchNorm2d(c))
+                layers.append(nn.BatchNorm2d(c, **on))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             c_in, c = c, c * 2
         self.down = nn.Sequential(*layers)
-        self.head = nn.Linear(c_in * s0 * s0, out_features)
+        self.head = nn.Linear(c_in * s0 * s0, out_features, **on)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.down(x).flatten(1))

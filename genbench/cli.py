@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="where run folders are written (default: results)")
     p.add_argument("--dry-run", action="store_true", default=None,
                    help="run every cell for one step on a few images (a smoke test)")
+    p.add_argument("--amp", action="store_true", default=None,
+                   help="bf16 autocast of the generator-based models' forward passes in fit and inference "
+                   "(CUDA only; a no-op on CPU)")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the shared Generator and ConvTrunks (compilation costs time up front)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set model.abp.n_epochs=5 --set data.n_train=500")
     p.add_argument("--resume", metavar="RUN_DIR",
@@ -101,7 +106,7 @@ def _flags(args: argparse.Namespace) -> dict:
     return {"models": args.models, "tasks": args.tasks, "data.name": args.dataset,
             "data.root": args.data_root, "data.download": args.download, "data.image_size": args.image_size,
             "latent_dims": args.latent_dims, "seeds": args.seeds, "device": args.device, "out": args.out,
-            "dry_run": args.dry_run}
+            "dry_run": args.dry_run, "amp": args.amp, "compile": args.compile}
 
 
 def cmd_run(argv: Sequence[str]) -> int:

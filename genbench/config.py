@@ -10,7 +10,8 @@ Configuration flows one way and every key and type is checked on the way:
    ``true``, ``[0, 1]``).
 
 Keys: the fields of :class:`RunConfig` (``models``, ``tasks``, ``latent_dims``, ``seeds``, ``device``,
-``out``, ``n_eval``, ``dry_run``), ``data.<field>`` (a :class:`~genbench.data.DataConfig` field),
+``out``, ``n_eval``, ``dry_run``, ``checkpoints``, ``amp``, ``compile``), ``data.<field>`` (a
+:class:`~genbench.data.DataConfig` field),
 ``model.<name>.<field>`` (a field of that registered model's config dataclass, e.g.
 ``model.abp.n_epochs=5``) and ``task.<name>.<param>`` (a task parameter). An unknown key or a
 value of the wrong type raises :class:`ConfigError` with a sentence that says what was expected.
@@ -61,6 +62,8 @@ class RunConfig:
     n_eval: int | None = 1000       # images scored per split at most (None: all of them)
     dry_run: bool = False           # every cell for one step on a few images
     checkpoints: bool = True        # save every fit under <run>/checkpoints/ (resume loads them)
+    amp: bool = False               # bf16 autocast of the networks' forward passes (CUDA; no-op on CPU)
+    compile: bool = False           # torch.compile the shared Generator and ConvTrunks
     model: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per-model config overrides
     task: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)   # per-task parameters
 

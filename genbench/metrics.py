@@ -119,7 +119,7 @@ class MetricAccumulator:
             sel = torch.ones_like(diff, dtype=torch.bool)
         else:
             sel = (mask.detach().cpu() != 0).expand(x.shape)
-        zero = torch.zeros((), dtype=diff.dtype)
+        zero = torch.zeros((), dtype=diff.dtype, device=diff.device)
         self._abs.append(torch.where(sel, diff.abs(), zero).sum(dim=(1, 2, 3)).numpy())
         self._sq.append(torch.where(sel, diff.square(), zero).sum(dim=(1, 2, 3)).numpy())
         self._count.append(sel.sum(dim=(1, 2, 3)).numpy().astype(np.int64))

@@ -21,8 +21,8 @@ import copy
 import dataclasses
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -84,6 +84,9 @@ class GeneratorConfig(ModelConfig):
     n_epochs: int = 40
     batch_size: int = 50
     eval_batch_size: int = 500
+    # execution switches (the runner sets them from --amp / --compile; see EXECUTION_FIELDS)
+    amp: bool = False             # bf16 autocast of the networks' forward passes in fit / infer; CUDA only
+    compile: bool = False         # torch.compile the networks (Generator, ConvTrunk) for fit / infer
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -91,6 +94,22 @@ class GeneratorConfig(ModelConfig):
                                                               "eval_batch_size"))
         if not 0 <= self.beta1 < 1:
             raise ValueError(f"{type(self).__name__}.beta1 must be in [0, 1), got {self.beta1}")
+
+
+#: config fields that choose how a model runs rather than what it computes; left out of config
+#: hashes while off, so switching them on is visible and runs without them keep their hashes
+EXECUTION_FIELDS = ("amp", "compile")
+
+
+def hashed_config(config: ModelConfig) -> dict[str, Any]:
+    """The config as a dict for hashing: every field, execution switches only when on."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if not (k in EXECUTION_FIELDS and v is False)}
+
+
+def autocast(device: torch.device, enabled: bool) -> AbstractContextManager:
+    """bf16 autocast on CUDA when ``enabled`` (``--amp``); elsewhere a no-op: the CPU runs float32.
+    Use it around forward passes only and cast network outputs to float32 before the likelihood."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
 @contextmanager
@@ -109,6 +128,12 @@ def check_finite(value: Tensor, what: str) -> None:
     if not bool(torch.isfinite(value).all()):
         raise DivergenceError(f"{what} is NaN or infinite: training diverged (lower the step size "
                               f"or learning rate)")
+
+
+def state_device(state: Mapping[str, Tensor]) -> torch.device:
+    """The device of a module's saved state (what ``torch.load(map_location=...)`` chose): a
+    loaded model builds its networks there, so it runs where its weights were loaded."""
+    return next(iter(state.values())).device
 
 
 def progress(iterable: Iterable, desc: str, total: int | None = None) -> Iterator:
@@ -267,11 +292,25 @@ class GeneratorModel(LatentModel):
     Config: ClassVar[type[ModelConfig]] = GeneratorConfig
     config: GeneratorConfig
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def decode(self, z: Tensor) -> Tensor:
         self._check_fitted()
         z = z.to(self.device_)
         return torch.cat([self.generator_(z[b]) for b in self._batches(len(z), self.config.eval_batch_size)])
+
+    def _fast(self, net: torch.nn.Module) -> torch.nn.Module:
+        """``net`` as fit and infer call it: ``torch.compile(net)`` when ``config.compile`` (one
+        compiled wrapper per network, sharing its weights; save and load use ``net`` itself)."""
+        if not self.config.compile:
+            return net
+        cache = self.__dict__.setdefault("_compiled", {})
+        if id(net) not in cache:
+            cache[id(net)] = (net, torch.compile(net))  # net kept so its id is not reused
+        return cache[id(net)][1]
+
+    def _autocast(self) -> AbstractContextManager:
+        """bf16 autocast for the forward passes when ``config.amp`` and the data is on CUDA."""
+        return autocast(self.device_, self.config.amp)
 
 
 # ---------------------------------------------------------------------------------- reference methods
@@ -291,7 +330,9 @@ class ReferenceMethod(LatentModel):
     """A classical recovery that learns nothing (``biharmonic``, ``lasso-dct``): the rows that
     show what learning buys. ``fit`` only records the image shape; ``reconstruct`` calls
     :meth:`recover`. It has no latent code and draws no samples (``infer``, ``decode`` and
-    ``sample`` raise ``NotImplementedError``); the runner runs it once per seed (latent_dim 0)."""
+    ``sample`` raise ``NotImplementedError``); the runner runs it once per seed (latent_dim 0).
+    A CPU-only method (numpy, scikit-learn) copies what it reads to the host itself and may
+    return its result there: :meth:`reconstruct` moves it back to the observations' device."""
 
     Config: ClassVar[type[ModelConfig]] = ReferenceConfig
     uses_latent_dim: ClassVar[bool] = False

@@ -68,6 +68,11 @@ class Operator(nn.Module):
         self.seed = int(seed)
         self._generator = torch.Generator().manual_seed(self.seed)
 
+    @property
+    def _host(self) -> torch.device:
+        """Where masks and matrices are drawn: the CPU of the generator, whatever the data's device."""
+        return self._generator.device
+
     # -- randomness -------------------------------------------------------------------------
     def reset(self, stream: int = 0) -> None:
         """Rewind the random state: ``stream`` 0 is the seed itself, other streams give
@@ -160,7 +165,7 @@ class PixelMask(_Mask):
     def draw_mask(self, n: int, image_shape: ImageShape) -> Tensor:
         _, h, w = image_shape
         ch, cw = math.ceil(h / self.cell), math.ceil(w / self.cell)
-        keep = torch.rand(n, 1, ch, cw, generator=self._generator) >= self.p
+        keep = torch.rand(n, 1, ch, cw, generator=self._generator, device=self._host) >= self.p
         keep = keep.repeat_interleave(self.cell, 2).repeat_interleave(self.cell, 3)
         return keep[:, :, :h, :w].float()
 
@@ -189,10 +194,10 @@ class BlockMask(_Mask):
 
     def draw_mask(self, n: int, image_shape: ImageShape) -> Tensor:
         _, h, w = image_shape
-        top = torch.randint(0, h - self.size + 1, (n,), generator=self._generator)
-        left = torch.randint(0, w - self.size + 1, (n,), generator=self._generator)
-        rows = torch.arange(h).view(1, h, 1)
-        cols = torch.arange(w).view(1, 1, w)
+        top = torch.randint(0, h - self.size + 1, (n,), generator=self._generator, device=self._host)
+        left = torch.randint(0, w - self.size + 1, (n,), generator=self._generator, device=self._host)
+        rows = torch.arange(h, device=self._host).view(1, h, 1)
+        cols = torch.arange(w, device=self._host).view(1, 1, w)
         inside = ((rows >= top.view(n, 1, 1)) & (rows < (top + self.size).view(n, 1, 1))
                   & (cols >= left.view(n, 1, 1)) & (cols < (left + self.size).view(n, 1, 1)))
         return (~inside).unsqueeze(1).float()
@@ -221,7 +226,7 @@ class RandomProjection(Operator):
         super().__init__(seed)
         self.k = int(k)
         self.image_shape = image_shape
-        matrix = torch.randn(k, d, generator=self._generator) / math.sqrt(k)
+        matrix = torch.randn(k, d, generator=self._generator, device=self._host) / math.sqrt(k)
         self.register_buffer("matrix", matrix)  # (K, D)
 
     def check_image_shape(self, image_shape: ImageShape) -> None:

@@ -57,7 +57,7 @@ from genbench.config import ConfigError, RunConfig, build_run_config
 from genbench.data import DataConfig, load_data
 from genbench.executors import get_executor
 from genbench.report import write_report
-from genbench.model import DivergenceError, LatentModel
+from genbench.model import EXECUTION_FIELDS, DivergenceError, LatentModel, hashed_config
 from genbench.operators import Identity, Observations, Operator
 from genbench.registry import ModelSpec, get_model, get_task
 from genbench.results import (COLUMNS, LATENT_DIM, MODEL, PROTOCOL, SEED, STATUS, STATUS_FAILED, STATUS_OK,
@@ -205,6 +205,8 @@ class Runner:
         self.resume_dir: Path | None = None
         self.device = resolve_device(config.device)
         self.log = log
+        if config.amp and self.device.type != "cuda":
+            log(f"note: --amp (bf16 autocast) works on CUDA only; on {self.device.type} it is a no-op (float32)")
         self.run_id = run_id or time.strftime("%Y%m%d-%H%M%S")
         self.meta = dict(meta or {})
         self.tasks: dict[str, Task] = {}
@@ -399,7 +401,7 @@ class Runner:
         model_config = self._model_config(spec, cell.latent_dim)
         cell_hash = config_hash({
             "data": dataclasses.asdict(self.data_config), "model": cell.model,
-            "model_config": dataclasses.asdict(model_config), "task": cell.task, "params": task.params,
+            "model_config": hashed_config(model_config), "task": cell.task, "params": task.params,
             "variant": cell.variant, "operator": op.describe(), "n_eval": self.n_eval})
         splits = task.splits[cell.protocol]
         if not isinstance(op, spec.cls.supported_operators):
@@ -446,6 +448,9 @@ class Runner:
             overrides.update(spec.cls.dry_run_overrides)
         if spec.cls.uses_latent_dim:
             overrides["latent_dim"] = latent_dim
+        for switch in EXECUTION_FIELDS:  # --amp / --compile, for the models that have them
+            if switch in {f.name for f in dataclasses.fields(spec.cls.Config)}:
+                overrides.setdefault(switch, getattr(self.config, switch))
         return spec.make_config(**overrides)
 
     def _eval_images(self, split: str) -> Tensor:
@@ -476,7 +481,7 @@ class Runner:
         """
         clean = cell.protocol == CLEAN_TRAIN and spec.cls.uses_latent_dim
         where = (cell.latent_dim, cell.seed) + (() if clean else (cell.task, cell.variant))
-        fit_config = {k: v for k, v in dataclasses.asdict(model_config).items()
+        fit_config = {k: v for k, v in hashed_config(model_config).items()
                       if k not in spec.cls.inference_fields}
         return (spec.fit_name, config_hash(fit_config)) + where, (spec.fit_name,) + where, clean
 

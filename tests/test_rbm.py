@@ -108,6 +108,63 @@ def test_matches_sklearn_bernoulli_rbm_under_its_update_rule():
 
 
 # -- learning ---------------------------------------------------------------------------------
+def _reference_train_layer(v: torch.Tensor, n_hidden: int, cfg: RBMConfig) -> tuple[RBMLayer, list[float]]:
+    """CD-k / PCD-k written plainly (the module docstring's rule), drawing the same random numbers
+    in the same order as ``train_layer``: W's init, a permutation per epoch, then per mini-batch one
+    block of uniforms (k hidden blocks, then k visible blocks when sampling visibles); u < p samples."""
+    layer = RBMLayer.init(v, n_hidden, cfg.visible_bias_init)
+    h_dim, d, k = n_hidden, v.shape[1], cfg.cd_k
+    velocity = [torch.zeros_like(t) for t in layer.state().values()]
+    chains, history = torch.zeros(cfg.batch_size, h_dim), []
+    for epoch in range(cfg.n_epochs):
+        momentum = cfg.momentum if epoch < cfg.momentum_switch_epoch else cfg.final_momentum
+        perm, error = torch.randperm(len(v)), 0.0
+        for start in range(0, len(v), cfg.batch_size):
+            v0 = v[perm[start:start + cfg.batch_size]]
+            noise = torch.rand(cfg.batch_size, k * h_dim + (k * d if cfg.sample_visibles else 0))
+            mc = cfg.batch_size if cfg.persistent else len(v0)
+            u_hid = [noise[:mc, i * h_dim:(i + 1) * h_dim] for i in range(k)]
+            u_vis = [noise[:mc, k * h_dim + i * d:k * h_dim + (i + 1) * d] for i in range(k)]
+            ph0 = layer.hidden_probs(v0)
+            h = chains if cfg.persistent else (u_hid[-1] < ph0).float()
+            for i in range(k):
+                v_neg = layer.visible_probs(h)
+                v_neg = (u_vis[i] < v_neg).float() if cfg.sample_visibles else v_neg
+                ph_neg = layer.hidden_probs(v_neg)
+                h = (u_hid[i] < ph_neg).float()
+            chains = h if cfg.persistent else chains
+            error += (v0 - layer.visible_probs(ph0)).pow(2).sum().item()
+            grads = (ph0.T @ v0 / len(v0) - ph_neg.T @ v_neg / mc - cfg.weight_decay * layer.weight,
+                     v0.mean(0) - v_neg.mean(0), ph0.mean(0) - ph_neg.mean(0))
+            for p, vel, g in zip(layer.state().values(), velocity, grads):
+                vel.mul_(momentum).add_(g, alpha=cfg.lr)
+                p.add_(vel)
+        history.append(error / v.numel())
+    return layer, history
+
+
+@pytest.mark.parametrize("overrides", [
+    {"cd_k": 1, "persistent": True, "sample_visibles": True, "momentum": 0.0, "final_momentum": 0.0,
+     "weight_decay": 0.0},
+    {"cd_k": 2, "persistent": False, "momentum": 0.5, "final_momentum": 0.9, "momentum_switch_epoch": 1},
+    {"cd_k": 3, "persistent": True, "sample_visibles": True, "weight_decay": 1e-2, "momentum": 0.0,
+     "final_momentum": 0.0},
+], ids=["sklearn-rule", "cd2-momentum", "pcd3-decay"])
+def test_train_layer_is_the_plain_cd_update_rule(digits, overrides):
+    """The packed, few-calls-per-batch training loop takes exactly the plain update rule's steps
+    (same random numbers): 23 images in batches of 10 (the last one partial), 3 epochs."""
+    v = ((digits[0][:23].flatten(1) + 1) / 2)
+    cfg = RBMConfig(latent_dim=6, n_epochs=3, batch_size=10, lr=0.05, **overrides)
+    torch.manual_seed(0)
+    layer, history = rbm_module.train_layer(v, 6, cfg)
+    torch.manual_seed(0)
+    expected, expected_history = _reference_train_layer(v, 6, cfg)
+    for name, t in layer.state().items():
+        torch.testing.assert_close(t, expected.state()[name], atol=1e-5, rtol=1e-4, msg=name)
+        assert t.is_contiguous()
+    np.testing.assert_allclose(history, expected_history, rtol=1e-5)
+
+
 def test_cd_training_lowers_reconstruction_error(digits, model):
     history = model.history_[0]
     assert len(history) == 30 and history[-1] < 0.6 * history[0]
