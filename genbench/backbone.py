@@ -115,6 +115,10 @@ def dcgan_init(module: nn.Module, std: float = 0.02) -> None:
             nn.init.zeros_(m.bias)
 
 
+class _StopForward(Exception):
+    """Raised by :func:`recalibrate_batchnorm`'s hook once it has seen the layer it measures."""
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(net: nn.Module, inputs: Tensor, batch_size: int = 500) -> None:
     """Set BN running statistics to the exact population mean and (biased) variance of each BN
@@ -124,6 +128,7 @@ def recalibrate_batchnorm(net: nn.Module, inputs: Tensor, batch_size: int = 500)
     exact statistics ``eval()`` outputs match what training optimised. Each layer's statistics
     are accumulated in float64 over batches with the layers before it already in eval mode, so
     the result does not depend on ``batch_size`` (up to float rounding of the forward pass).
+    Each pass stops at the layer it measures, so L BN layers cost about (L + 1) / 2 full passes.
     """
     bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
@@ -139,12 +144,16 @@ def recalibrate_batchnorm(net: nn.Module, inputs: Tensor, batch_size: int = 500)
             acc["sum"] = acc.get("sum", 0) + x.sum(dims)
             acc["sumsq"] = acc.get("sumsq", 0) + x.pow(2).sum(dims)
             acc["n"] = int(acc["n"]) + x.numel() // x.shape[1]
+            raise _StopForward  # the layers after this one are not needed for its statistics
 
         handle = bn.register_forward_pre_hook(hook)
         try:
             with torch.no_grad():
                 for i in range(0, inputs.shape[0], batch_size):
-                    net(inputs[i:i + batch_size])
+                    try:
+                        net(inputs[i:i + batch_size])
+                    except _StopForward:
+                        pass
         finally:
             handle.remove()
         n = int(acc["n"])
