@@ -126,8 +126,8 @@ def bench_abp(ctx: Bench) -> None:
             p.efficiency, "images/s", f"ratio = efficiency = bare time / our time, "
             f"{_verdict(p.efficiency, ABP_TARGET)}; {p.describe()}; without the BN recalibration: {loop:.3f}; {same}")
     ctx.add("abp-train", f"BN recalibration at the end of fit (N={len(x)})", t_bn_ours, t_bn_ref,
-            t_bn_ref / t_bn_ours, "s", "included in both times above; ours: recalibrate_batchnorm (one forward "
-            f"per BN layer, batches of {cfg.eval_batch_size}); bare: one eval-mode pass over all latents")
+            t_bn_ref / t_bn_ours, "s", "included in both times above; ours: recalibrate_batchnorm (per BN layer a pass "
+            f"that stops at that layer, batches of {cfg.eval_batch_size}); bare: one eval-mode pass over all latents")
 
 
 def _generator_row(ctx: Bench, name: str, cls: str, cfg: Any, n: int, p: Paired, same: str) -> None:
