@@ -215,7 +215,7 @@ class _PackedCD:
       per epoch, in :func:`train_layer`).
     """
 
-    def __init__(self, layer: RBMLayer, cfg: RBMConfig, n: int):
+    def __init__(self, layer: RBMLayer, cfg: RBMConfig, n: int) -> None:
         """``n``: the number of training visibles (sizes the gather buffer)."""
         (h, d), b, dev = layer.weight.shape, cfg.batch_size, layer.weight.device
         self.cfg, self.h, self.d, self.b = cfg, h, d, b

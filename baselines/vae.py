@@ -102,7 +102,9 @@ def negative_elbo(encoder: nn.Module, decoder: Callable[[Tensor], Tensor], obs: 
     cast to float32 (a no-op unless they ran under bf16 autocast, ``--amp``)."""
     mu, logvar = encoder(encoder_input(obs)).float().chunk(2, dim=1)  # (B, d) each
     z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
-    return gaussian_nll(obs, decoder(z).float(), sigma), kl_to_standard_normal(mu, logvar)
+    x_hat = decoder(z).float()
+    with torch.autocast(device_type=x_hat.device.type, enabled=False):  # A x_hat and the loss in float32
+        return gaussian_nll(obs, x_hat, sigma), kl_to_standard_normal(mu, logvar)
 
 
 @register_model("vae", description="Variational auto-encoder, encoder-mean inference (Kingma & Welling 2014)")

@@ -5,12 +5,14 @@
                              [--tiny] [--sections A,B] [--seed S] [--threads N]
 
 Every timing is the median of ``--repeats`` runs after one warm-up run, with CUDA synchronised
-before each clock read; paired timings alternate which side runs first. Sections:
+before each clock read; paired timings alternate which side runs first.
 
-1. ``abp-train``: ``ABP.fit`` throughput (images/s) and its *efficiency* = time of the same work
+Sections (``--sections``: abp, vae-dcgan, rbm, inference, scaling, quick; row names in brackets):
+
+1. ``abp`` [abp-train]: ``ABP.fit`` throughput (images/s) and its *efficiency* = time of the same work
    written with bare PyTorch calls (``benchmarks/bare.py``) / our time; target >= 0.9.
-2. ``vae-train``, ``dcgan-train``: the same for ``VAE.fit`` and ``DCGAN.fit``; target >= 0.95.
-3. ``rbm-vs-sklearn``: ``baselines.rbm.RBM`` against ``sklearn.neural_network.BernoulliRBM``
+2. ``vae-dcgan`` [vae-train, dcgan-train]: the same for ``VAE.fit`` and ``DCGAN.fit``; target >= 0.95.
+3. ``rbm`` [rbm-vs-sklearn]: ``baselines.rbm.RBM`` against ``sklearn.neural_network.BernoulliRBM``
    under scikit-learn's update rule (``compare`` of ``benchmarks/rbm_vs_sklearn.py``, one thread
    each, on the CPU): seconds per epoch and held-out reconstruction error; target >= 3x faster
    at equal or better error.
@@ -18,8 +20,8 @@ before each clock read; paired timings alternate which side runs first. Sections
    latent code, after a short fit, with the model's own inference steps.
 5. ``scaling``: ABP's 1-epoch fit time against N and against l (Langevin steps per learning
    iteration): least-squares line, slope and R^2.
-6. ``memory``: peak resident memory of each section (and peak CUDA memory on a GPU).
-7. ``quick-preset``: wall time of ``python run_benchmarks.py`` (the quick preset) as a subprocess.
+6. [memory] (always, not a section of its own): peak resident memory of each section (and peak CUDA memory on a GPU).
+7. ``quick`` [quick-preset]: wall time of ``python run_benchmarks.py`` (the quick preset) as a subprocess.
 
 Writes ``--out`` (default ``benchmarks/results/<timestamp>.csv``, columns ``benchmark, what,
 ours, reference, ratio, unit, device, notes``) and the same table as markdown beside it (.md),
@@ -62,7 +64,6 @@ from genbench.operators import Identity  # noqa: E402
 from genbench.registry import available_models  # noqa: E402
 
 SECTIONS = ("abp", "vae-dcgan", "rbm", "inference", "scaling", "quick")
-INFER_MODELS = ("abp", "abp-gd", "vae", "vae-refine", "dcgan", "rbm", "dbn", "pca")
 ABP_TARGET, GEN_TARGET, RBM_TARGET = 0.9, 0.95, 3.0
 RBM_THREADS = 1  # section 3 runs both RBMs on one thread, rbm_vs_sklearn.py's default
 
@@ -195,11 +196,12 @@ def bench_inference(ctx: Bench) -> None:
     test_obs = Identity().observe(ctx.x_test[:s.n_infer])
     models = available_models()
     fitted: dict[str, Any] = {}
-    for name in INFER_MODELS:
-        spec = models.get(name)
-        if spec is None:
-            ctx.add("inference", name, None, notes="not registered")
-            continue
+    # every registered model with a latent code (plug-ins too); a model that reuses another's fit
+    # (vae-refine) after the one it reuses
+    names = sorted((n for n, sp in models.items() if sp.cls.uses_latent_dim),
+                   key=lambda n: models[n].shares_fit_with is not None)
+    for name in names:
+        spec = models[name]
         fields = {f.name for f in dataclasses.fields(spec.cls.Config)}
         if s.infer_epochs is None:  # toy sizes: one step of everything
             overrides = dict(spec.cls.dry_run_overrides)
@@ -267,8 +269,7 @@ def bench_quick(ctx: Bench) -> None:
     ctx.add("quick-preset", f"python run_benchmarks.py {' '.join(ctx.sizes.quick_args)}".strip() + f" ({what}), "
             "end to end", wall, unit="s",
             notes=f"subprocess wall time (OMP_NUM_THREADS={torch.get_num_threads()}), exit code {code}"
-            + ("" if code == 0 else f" (last lines: {' | '.join(tail)})")
-            + ("; README: about 4 minutes on 2 CPU cores (4m16s measured)" if not ctx.sizes.quick_args else ""))
+            + ("" if code == 0 else f" (last lines: {' | '.join(tail)})"))
     ctx.memory_rows.append(dict(benchmark="memory", what="quick-preset: peak RSS (child process)",
                                 ours=rss_mb(resource.RUSAGE_CHILDREN), reference=None, ratio=None, unit="MiB",
                                 device=ctx.device.type, notes="getrusage(RUSAGE_CHILDREN) ru_maxrss"))

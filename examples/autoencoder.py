@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from baselines.vae import encoder_input  # shared: naive inverse + mask channel, (B, C + 1, H, W)
 from genbench.backbone import ConvTrunk, Generator, recalibrate_batchnorm
-from genbench.model import GeneratorConfig, GeneratorModel, check_finite, progress, require
+from genbench.model import GeneratorConfig, GeneratorModel, check_finite, progress, require, state_device
 from genbench.operators import BlockMask, Identity, Observations, PixelMask, gaussian_nll
 from genbench.registry import register_model
 
@@ -77,7 +77,7 @@ class Autoencoder(GeneratorModel):
         self._check_obs(obs, fitting=True)  # type, operator support, N > 0: errors that teach
         self._set_fitted(obs)               # image_shape_ and device_ (fitted state ends in "_")
         cfg = self.config
-        encoder, g = (net.to(obs.device) for net in self._networks(obs.image_shape))
+        encoder, g = self._networks(obs.image_shape, obs.device)  # built on the data's device
         optimizer = torch.optim.Adam([*encoder.parameters(), *g.parameters()], lr=cfg.lr,
                                      betas=(cfg.beta1, 0.999))
         self.history_: list[float] = []
@@ -101,10 +101,11 @@ class Autoencoder(GeneratorModel):
         z = encoder(encoder_input(obs))  # (B, d); the encoder also sees the mask
         return gaussian_nll(obs, g(z), self.config.sigma) + self.config.prior_weight * 0.5 * z.pow(2).sum(1)
 
-    def _networks(self, image_shape: tuple[int, int, int]) -> tuple[ConvTrunk, Generator]:
+    def _networks(self, image_shape: tuple[int, int, int],
+                  device: torch.device) -> tuple[ConvTrunk, Generator]:
         cfg = self.config
-        encoder = ConvTrunk(image_shape, cfg.latent_dim, cfg.width, in_channels=image_shape[0] + 1)
-        return encoder, Generator(cfg.latent_dim, image_shape, cfg.width)
+        encoder = ConvTrunk(image_shape, cfg.latent_dim, cfg.width, in_channels=image_shape[0] + 1, device=device)
+        return encoder, Generator(cfg.latent_dim, image_shape, cfg.width, device=device)
 
     def _recalibrate(self, obs: Observations) -> None:
         """Exact batch-norm statistics for the final weights, then eval mode: inference is then
@@ -130,11 +131,12 @@ class Autoencoder(GeneratorModel):
     # -- persistence: tensors, numbers and strings only (torch.load(..., weights_only=True)) -----
     def state_dict(self) -> dict[str, Any]:
         return {"encoder": self.encoder_.state_dict(), "generator": self.generator_.state_dict(),
-                "image_shape": list(self.image_shape_), "history": torch.tensor(self.history_)}
+                "image_shape": list(self.image_shape_), "history": torch.tensor(self.history_, device="cpu")}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.image_shape_ = tuple(int(s) for s in state["image_shape"])
-        encoder, g = self._networks(self.image_shape_)
+        # build where torch.load(map_location=...) put the weights: a GPU checkpoint runs on the GPU
+        encoder, g = self._networks(self.image_shape_, state_device(state["generator"]))
         encoder.load_state_dict(state["encoder"])
         g.load_state_dict(state["generator"])
         self.encoder_, self.generator_ = encoder.eval(), g.eval()

@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any config key, e.g. --set model.abp.n_epochs=5 --set data.n_train=500")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a killed or failed run: skip its finished cells, load its checkpoints, re-run "
-                   "failed and unfinished cells (config options, if given, must match its config.json)")
+                   "failed and unfinished cells (config options, if given, must match its config.json; --device and "
+                   "--executor may change; --out is not used)")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local (default): cells in this process; ray: one Ray task per fitted model "
                    "(pip install 'genbench[distributed]'; RAY_ADDRESS selects a cluster)")
@@ -135,7 +136,8 @@ def cmd_run(argv: Sequence[str]) -> int:
         where = getattr(runner, "run_dir", config.out)
         print(f"genbench: interrupted; the finished cells are in {where}/results.csv", file=sys.stderr)
         return 130
-    print((summary.run_dir / "summary.md").read_text(encoding="utf-8"))
+    if (summary.run_dir / "summary.md").exists():  # the report may have failed (a warning says why)
+        print((summary.run_dir / "summary.md").read_text(encoding="utf-8"))
     minutes, seconds = divmod(summary.seconds, 60)
     n_unsupported = summary.n_cells - summary.n_skipped - summary.n_ok - len(summary.failed)
     status = (f"{summary.n_cells} cells ({summary.n_ok} ok, {len(summary.failed)} failed, {n_unsupported} "

@@ -69,7 +69,7 @@ class RayExecutor:
         if started:
             ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
         try:
-            gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+            gpus = 1 if runner.device.type == "cuda" and ray.cluster_resources().get("GPU", 0) >= 1 else 0
             task = ray.remote(_run_group).options(num_cpus=1, num_gpus=gpus, max_retries=RAY_MAX_RETRIES,
                                                   retry_exceptions=False)
             payload = runner.worker_payload()

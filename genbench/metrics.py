@@ -37,6 +37,7 @@ from torch import Tensor
 MAE = "mae"
 MSE = "mse"
 PSNR = "psnr"
+MAE_ALL = "mae_all"  # inpainting: mae over every pixel, observed ones included (tasks/inpainting.py)
 METRICS = (MAE, MSE, PSNR)
 
 #: MSE floor used for PSNR, so that a perfect recovery gives 10 * log10(1 / 1e-10) = 100 dB.

@@ -64,7 +64,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # drawn without pyplot: no global state, no display, nothing to close
 
 from .metrics import MAE
-from .results import (CELL_KEYS, DATASET, HIGHER_IS_BETTER, LATENT_DIM, METRIC, MODEL, PROTOCOL, RUN_ID, SEED,
+from .results import (CELL_KEYS, CONFIG_HASH, DATASET, HIGHER_IS_BETTER, LATENT_DIM, METRIC, MODEL, PROTOCOL, RUN_ID, SEED,
                       SPLIT, STATUS, STATUS_OK, SUMMARY_METRICS, TASK, VALUE, VARIANT, read_results, row_label,
                       summary_markdown)
 
@@ -133,6 +133,10 @@ def load_runs(run_dirs: Sequence[Path]) -> pd.DataFrame:
         frames.append(frame.assign(**{_SOURCE: i}))
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     if len(frames) > 1:
+        # the same result in two runs (e.g. a reference method, latent_dim 0, in two runs that sweep
+        # different latent dims) is one result, not two replicates: keep it once
+        same = [DATASET, *CELL_KEYS, SEED, METRIC, CONFIG_HASH, VALUE, STATUS]
+        df = df.drop_duplicates(subset=same, keep="first").reset_index(drop=True)
         _check_no_overlap(df, run_dirs)
     return df.drop(columns=_SOURCE)
 

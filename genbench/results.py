@@ -35,7 +35,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from .metrics import MAE, MSE, PSNR
+from .metrics import MAE, MAE_ALL, MSE, PSNR
 
 RUN_ID = "run_id"
 DATASET = "dataset"
@@ -75,8 +75,8 @@ STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_UNSUPPORTED)
 #: Metrics where a larger value is better; every other metric is an error (smaller is better).
 HIGHER_IS_BETTER = frozenset({PSNR})
 
-#: Metrics of ``summary.md``, in order ("mae_all" is inpainting's error over all pixels, tasks/inpainting.py).
-SUMMARY_METRICS = (MAE, "mae_all", MSE, PSNR)
+#: Metrics of ``summary.md``, in order.
+SUMMARY_METRICS = (MAE, MAE_ALL, MSE, PSNR)
 
 CELL_KEYS = (MODEL, LATENT_DIM, TASK, VARIANT, PROTOCOL, SPLIT)
 PIVOT_INDEX = (MODEL, LATENT_DIM)

@@ -59,7 +59,7 @@ from genbench.executors import get_executor
 from genbench.report import write_report
 from genbench.model import EXECUTION_FIELDS, DivergenceError, LatentModel, hashed_config
 from genbench.operators import Identity, Observations, Operator
-from genbench.registry import ModelSpec, get_model, get_task
+from genbench.registry import ModelSpec, get_model, get_task, loaded_plugins
 from genbench.results import (COLUMNS, LATENT_DIM, MODEL, PROTOCOL, SEED, STATUS, STATUS_FAILED, STATUS_OK,
                               STATUS_UNSUPPORTED, TASK, VARIANT, ResultRow, ResultsWriter,
                               config_hash, versions_string)
@@ -258,7 +258,8 @@ class Runner:
         """
         blob = read_run_config(run_dir)
         saved = build_saved_config(blob, run_dir)
-        if config is not None:
+        if config is not None:  # the device may change (e.g. a GPU run resumed on the CPU): no hash uses it
+            saved = dataclasses.replace(saved, device=config.device)
             differ = config_differences(saved, config)
             if differ:
                 raise ConfigError(f"--resume {run_dir}: the config given differs from the run's config.json at "
@@ -281,7 +282,8 @@ class Runner:
         if text and not text.endswith("\n"):
             text = text[: text.rfind("\n") + 1]  # a torn last line (killed mid-write)
         records = list(csv.reader(io.StringIO(text)))
-        if not records:
+        if not records:  # killed while writing the header: start the table again
+            path.unlink()
             return set()
         header, rows = records[0], records[1:]
         if tuple(header) != COLUMNS:
@@ -295,10 +297,14 @@ class Runner:
                             row[col[VARIANT]], row[col[PROTOCOL]])
             except (ValueError, IndexError):
                 cell = None  # a torn line
-            cell_of.append(cell if cell in wanted and len(row) == len(header) else None)
+            cell_of.append(cell if len(row) == len(header) else None)
+        foreign = {c for c in cell_of if c is not None and c not in wanted}
+        if foreign:
+            self.log(f"warning: results.csv holds {len(foreign)} cell(s) this config does not run "
+                     f"(e.g. {next(iter(foreign)).label()}); their rows are kept as they are")
         by_cell: dict[Cell, list[list[str]]] = {}
         for row, cell in zip(rows, cell_of):
-            if cell is not None:
+            if cell in wanted:
                 by_cell.setdefault(cell, []).append(row)
         finished = set()
         for cell, cell_rows in by_cell.items():
@@ -306,7 +312,7 @@ class Runner:
             expected = len(task.splits[cell.protocol]) * len(task.metrics)
             if len(cell_rows) == expected and all(r[col[STATUS]] != STATUS_FAILED for r in cell_rows):
                 finished.add(cell)
-        kept = [row for row, cell in zip(rows, cell_of) if cell in finished]
+        kept = [row for row, cell in zip(rows, cell_of) if cell in finished or cell in foreign]
         if len(kept) != len(rows) or text != original:
             buf = io.StringIO()
             csv.writer(buf, lineterminator="\n").writerows([header, *kept])
@@ -323,7 +329,7 @@ class Runner:
     def worker_payload(self) -> dict[str, Any]:
         """What a worker process needs to rebuild this runner (plain, picklable data)."""
         return {"config": self.config.to_dict(), "run_id": self.run_id, "meta": self.meta,
-                "run_dir": str(self.run_dir), "plugins": list(self.meta.get("plugins", []))}
+                "run_dir": str(self.run_dir.resolve()), "plugins": loaded_plugins()}
 
     # -- the sweep ----------------------------------------------------------------------------------
     def run(self, out: str | Path | None = None) -> RunSummary:

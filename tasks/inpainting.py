@@ -30,12 +30,11 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from genbench.metrics import MAE, METRICS, score
+from genbench.metrics import MAE, MAE_ALL, METRICS, score
 from genbench.operators import BlockMask, ImageShape, Observations, PixelMask
 from genbench.registry import register_task
 from genbench.task import CLEAN_TRAIN, LEARN_FROM_CORRUPTED, Task, Variant, number_list
 
-MAE_ALL = "mae_all"
 #: block sizes of the ABP paper (64x64) and ours for 28x28 digits
 PAPER_BLOCKS = {28: (10, 14), 64: (20, 30)}
 

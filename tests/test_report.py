@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import shutil
 import statistics
@@ -224,7 +226,12 @@ def test_runs_of_one_dataset_pool_over_seeds_and_clashing_seeds_are_refused(tmp_
     assert r["mean"] == pytest.approx(mean) and r["std"] == pytest.approx(std)
     assert "± " in (out / "summary.md").read_text()
 
-    clash = _write_run(tmp_path / "c", _rows(seeds=(1,), run_id="r3", models={"pca": (4,)}))
+    # the very same result in two runs is one result (e.g. a reference method in two latent-dim sweeps)
+    same = _write_run(tmp_path / "same", _rows(seeds=(1,), run_id="r3", models={"pca": (4,)}))
+    assert write_report([b, same], tmp_path / "deduplicated", plot_metrics=()).is_dir()
+    # a different value for the same seed of the same cell is a conflict
+    other = [dataclasses.replace(r, value=r.value + 0.5) for r in _rows(seeds=(1,), run_id="r3", models={"pca": (4,)})]
+    clash = _write_run(tmp_path / "c", other)
     assert main(["report", str(b), str(clash), "--out", str(tmp_path / "never")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "both hold seed 1 of pca (d=4)" in err, err

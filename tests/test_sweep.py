@@ -246,3 +246,24 @@ def test_ctrl_c_stops_after_saving_the_finished_cells(tmp_path, capsys, failing_
     assert set(read_results(run_dir / "results.csv").model) == {"pca", "test-ctrl-c"}
 
 
+
+
+def test_resume_after_a_torn_header_and_with_rows_of_other_cells(tmp_path, capsys):
+    args = ["--dataset", "digits", "--set", "data.n_train=60", "--set", "data.n_test=20", "--set",
+            "data.n_negative=10", "--set", "n_eval=20", "--tasks", "reconstruction", "--models", "pca",
+            "--out", str(tmp_path)]
+    assert main(args) == 0
+    run_dir = _only_run(tmp_path)
+    path = run_dir / "results.csv"
+    whole = _table(run_dir)
+    lines = path.read_text().splitlines(keepends=True)
+    # rows of a cell this config does not run (e.g. hand-merged) are kept, never silently dropped
+    foreign = [line.replace("pca,", "pca-old,", 1) for line in lines[1:]]
+    path.write_text(lines[0] + "".join(foreign))
+    assert main(["--resume", str(run_dir)]) == 0
+    df = read_results(path)
+    assert set(df.model) == {"pca", "pca-old"} and "pca-old" in capsys.readouterr().err
+    # killed while writing the header: the table starts again
+    path.write_text("run_id,dataset,mo")
+    assert main(["--resume", str(run_dir)]) == 0
+    pd.testing.assert_frame_equal(_table(run_dir), whole)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from genbench.model import LatentModel, ModelConfig, check_finite, require
+from genbench.model import LatentModel, ModelConfig, check_finite, require, state_device
 from genbench.operators import Observations, gaussian_nll
 from genbench.registry import register_model
 
@@ -53,7 +53,7 @@ class LinearAE(LatentModel):
         self._check_obs(obs, fitting=True)
         self._set_fitted(obs)
         cfg = self.config
-        self.encoder_, self.decoder_ = (net.to(obs.device) for net in self._networks())
+        self.encoder_, self.decoder_ = self._networks(obs.device)
         optimizer = torch.optim.Adam([*self.encoder_.parameters(), *self.decoder_.parameters()], lr=cfg.lr)
         for epoch in range(cfg.n_epochs):
             perm = torch.randperm(len(obs), device=obs.device)
@@ -67,9 +67,10 @@ class LinearAE(LatentModel):
             check_finite(loss.detach(), f"linear-ae loss at epoch {epoch + 1}")
         return self
 
-    def _networks(self) -> tuple[nn.Linear, nn.Linear]:
+    def _networks(self, device: torch.device) -> tuple[nn.Linear, nn.Linear]:
         c, h, w = self.image_shape_
-        return nn.Linear((c + 1) * h * w, self.config.latent_dim), nn.Linear(self.config.latent_dim, self.n_pixels)
+        d = self.config.latent_dim
+        return nn.Linear((c + 1) * h * w, d, device=device), nn.Linear(d, self.n_pixels, device=device)
 
     def _encode(self, obs: Observations) -> Tensor:
         y0 = obs.naive_inverse()  # (B, C, H, W): zero-fill for masks, A^T y for projections
@@ -97,7 +98,8 @@ class LinearAE(LatentModel):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.image_shape_ = tuple(int(s) for s in state["image_shape"])
-        self.encoder_, self.decoder_ = self._networks()
+        # build where torch.load(map_location=...) put the weights: a GPU checkpoint runs on the GPU
+        self.encoder_, self.decoder_ = self._networks(state_device(state["decoder"]))
         self.encoder_.load_state_dict(state["encoder"])
         self.decoder_.load_state_dict(state["decoder"])
         self.device_ = self.decoder_.weight.device
