@@ -33,6 +33,9 @@ SWEEP = ["--dataset", "digits", "--set", "data.n_train=100", "--set", "data.n_te
          "--set", "task.inpainting.blocks=[]", "--seeds", "0,1", "--latent-dims", "4",
          "--set", "model.abp-gd.n_epochs=10"]
 N_CELLS = 20
+#: one model, one task on 8x8 digits: a run of a second
+PCA_RUN = ["--dataset", "digits", "--set", "data.n_train=60", "--set", "data.n_test=20", "--set",
+           "data.n_negative=10", "--set", "n_eval=20", "--tasks", "reconstruction", "--models", "pca"]
 #: what must be equal between a resumed and an uninterrupted run (not the run id, not timings)
 KEYS = ["model", "latent_dim", "seed", "task", "variant", "protocol", "split", "metric"]
 COMPARED = KEYS + ["value", "n_images", "infer_steps", "status", "message", "config_hash"]
@@ -117,9 +120,7 @@ def test_resume_loads_checkpoints_and_reruns_only_unfinished_cells(tmp_path, one
 
 
 def test_resume_reruns_failed_cells(tmp_path, one_thread):
-    args = ["--dataset", "digits", "--set", "data.n_train=60", "--set", "data.n_test=20", "--set",
-            "data.n_negative=10", "--set", "n_eval=20", "--tasks", "reconstruction", "--models", "pca",
-            "--out", str(tmp_path)]
+    args = [*PCA_RUN, "--out", str(tmp_path)]
     assert main(args) == 0
     run_dir = _only_run(tmp_path)
     path = run_dir / "results.csv"
@@ -135,9 +136,7 @@ def test_resume_reruns_failed_cells(tmp_path, one_thread):
     (["--preset", "default"], "differs"),
 ])
 def test_resume_with_a_different_config_is_refused(tmp_path, capsys, extra, match):
-    args = ["--dataset", "digits", "--set", "data.n_train=60", "--set", "data.n_test=20", "--set",
-            "data.n_negative=10", "--set", "n_eval=20", "--tasks", "reconstruction", "--models", "pca",
-            "--out", str(tmp_path)]
+    args = [*PCA_RUN, "--out", str(tmp_path)]
     assert main(args) == 0
     run_dir = _only_run(tmp_path)
     before = sorted(p.name for p in run_dir.rglob("*"))
@@ -249,9 +248,7 @@ def test_ctrl_c_stops_after_saving_the_finished_cells(tmp_path, capsys, failing_
 
 
 def test_resume_after_a_torn_header_and_with_rows_of_other_cells(tmp_path, capsys):
-    args = ["--dataset", "digits", "--set", "data.n_train=60", "--set", "data.n_test=20", "--set",
-            "data.n_negative=10", "--set", "n_eval=20", "--tasks", "reconstruction", "--models", "pca",
-            "--out", str(tmp_path)]
+    args = [*PCA_RUN, "--out", str(tmp_path)]
     assert main(args) == 0
     run_dir = _only_run(tmp_path)
     path = run_dir / "results.csv"
