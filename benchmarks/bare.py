@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genbench.backbone import ConvTrunk, Generator
+from genbench.backbone import ConvTrunk, Generator, dcgan_init  # the same init as ours: not the timed work
 
 Stage = Callable[[Tensor], Tensor]
 
@@ -146,18 +146,6 @@ def vae_fit(x: Tensor, *, latent_dim: int, width: int, sigma: float, lr: float, 
     z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
     precise_bn(g, generator_stages(g), z)
     return encoder, g
-
-
-def dcgan_init(net: nn.Module, std: float = 0.02) -> None:
-    """Conv / linear weights ~ N(0, std), BN weights ~ N(1, std), biases 0 (Radford et al.)."""
-    for m in net.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, std)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            nn.init.normal_(m.weight, 1.0, std)
-            nn.init.zeros_(m.bias)
 
 
 def dcgan_fit(x: Tensor, *, latent_dim: int, width: int, lr: float, beta1: float, n_epochs: int,

@@ -9,6 +9,8 @@ import torch
 from PIL import Image
 
 from genbench.data import DataConfig, DataSplits, load_data
+from genbench.model import LatentModel, ModelConfig
+from genbench.operators import Observations
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +40,33 @@ def make_fake_celeba(root: Path, parts: list[int], monkeypatch: pytest.MonkeyPat
     for fname, header in (("list_bbox_celeba.txt", "x_1 y_1"), ("list_landmarks_align_celeba.txt", "a b"),
                           ("list_attr_celeba.txt", "Smiling Young")):
         (base / fname).write_text(f"{len(names)}\n{header}\n" + "".join(f"{f} 1 -1\n" for f in names))
+
+
+class MeanModel(LatentModel):
+    """Null test double: every recovery is one mean image (by default the mean of the observed
+    training data; a subclass overrides :meth:`mean_image`). Register it per test."""
+
+    Config = ModelConfig
+
+    def mean_image(self, obs: Observations) -> torch.Tensor:
+        return obs.y.mean(0, keepdim=True)
+
+    def fit(self, obs: Observations) -> MeanModel:
+        self._check_obs(obs, fitting=True)
+        self._set_fitted(obs)
+        self.mean_ = self.mean_image(obs)
+        return self
+
+    def infer(self, obs: Observations) -> torch.Tensor:
+        self._check_obs(obs)
+        return torch.zeros(len(obs), self.config.latent_dim, device=obs.device)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.mean_.expand(len(z), *self.image_shape_)
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean_, "image_shape": torch.tensor(self.image_shape_, device="cpu")}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean_, self.device_ = state["mean"], state["mean"].device
+        self.image_shape_ = tuple(int(v) for v in state["image_shape"])

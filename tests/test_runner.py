@@ -13,10 +13,11 @@ import pytest
 import torch
 
 import genbench.registry as registry
+from conftest import MeanModel
 from genbench.cli import main
 from genbench.config import resolve_config
 from genbench.metrics import MAE, PSNR, score
-from genbench.model import DivergenceError, LatentModel, ModelConfig
+from genbench.model import DivergenceError, ModelConfig
 from genbench.operators import Identity, Observations
 from genbench.registry import register_model, register_task
 from genbench.results import read_results
@@ -33,31 +34,15 @@ class _Cfg(ModelConfig):
     fail: bool = False
 
 
-class _Mean(LatentModel):
-    """Null model: always the training mean."""
+class _Mean(MeanModel):
+    """Null model: always the training mean; ``fail=True`` makes its fit raise."""
 
     Config = _Cfg
 
     def fit(self, obs: Observations) -> "_Mean":
-        self._check_obs(obs, fitting=True)
         if self.config.fail:
             raise DivergenceError("training loss is NaN (test double)")
-        self._set_fitted(obs)
-        self.mean_ = obs.y.mean(0, keepdim=True)
-        return self
-
-    def infer(self, obs: Observations) -> torch.Tensor:
-        self._check_obs(obs)
-        return torch.zeros(len(obs), self.config.latent_dim)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.mean_.expand(len(z), *self.image_shape_)
-
-    def state_dict(self):
-        return {"mean": self.mean_}
-
-    def load_state_dict(self, state):
-        self.mean_ = state["mean"]
+        return super().fit(obs)
 
 
 class _Oracle(_Mean):

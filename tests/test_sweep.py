@@ -16,9 +16,9 @@ import pytest
 import torch
 
 import genbench.registry as registry
+from conftest import MeanModel
 from genbench.cli import main
 from genbench.config import resolve_config
-from genbench.model import LatentModel, ModelConfig
 from genbench.operators import Observations
 from genbench.registry import register_model
 from genbench.results import read_results
@@ -163,28 +163,7 @@ def test_resume_on_a_folder_that_is_not_a_run(tmp_path, capsys, make, match):
 
 
 # ------------------------------------------------------------------------------- failure isolation
-class _Mean(LatentModel):
-    """Null model: the training mean, whatever the observation."""
-
-    Config = ModelConfig
-
-    def fit(self, obs: Observations) -> _Mean:
-        self._check_obs(obs, fitting=True)
-        self._set_fitted(obs)
-        self.mean_ = obs.y.mean(0, keepdim=True)
-        return self
-
-    def infer(self, obs: Observations) -> torch.Tensor:
-        return torch.zeros(len(obs), self.config.latent_dim)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.mean_.expand(len(z), *self.image_shape_)
-
-    def state_dict(self) -> dict:
-        return {"mean": self.mean_, "image_shape": list(self.image_shape_)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.mean_, self.image_shape_, self.device_ = state["mean"], tuple(state["image_shape"]), state["mean"].device
+_Mean = MeanModel
 
 
 class _NaNOnTest(_Mean):

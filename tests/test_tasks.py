@@ -13,11 +13,12 @@ import pytest
 import torch
 
 import genbench.registry as registry
+from conftest import MeanModel
 from genbench.cli import main
 from genbench.config import resolve_config
 from genbench.data import DataConfig, load_data
 from genbench.metrics import score
-from genbench.model import LatentModel, ModelConfig
+from genbench.model import ModelConfig
 from genbench.operators import BlockMask, Observations, PixelMask, RandomProjection
 from genbench.registry import get_task, register_model
 from genbench.results import read_results
@@ -42,30 +43,15 @@ class _Truth:
     images = torch.cat([getattr(load_data(DATA), s) for s in ("train", "test", "negative")])
 
 
-class _Mean(LatentModel):
-    """Null model: the mean of the observed training pixels (zero-filled pixels excluded)."""
+class _Mean(MeanModel):
+    """Null model: the clean training mean, whatever it was fitted on (records the operators)."""
 
     Config = _Cfg
     fitted_on: list = []
 
-    def fit(self, obs: Observations) -> "_Mean":
-        self._check_obs(obs, fitting=True)
-        self._set_fitted(obs)
+    def mean_image(self, obs: Observations) -> torch.Tensor:
         _Mean.fitted_on.append(type(obs.op).__name__)
-        self.mean_ = _Truth.images[:60].mean(0, keepdim=True)  # the clean training mean
-        return self
-
-    def infer(self, obs):
-        return torch.zeros(len(obs), self.config.latent_dim)
-
-    def decode(self, z):
-        return self.mean_.expand(len(z), *self.image_shape_)
-
-    def state_dict(self):
-        return {"mean": self.mean_}
-
-    def load_state_dict(self, state):
-        self.mean_ = state["mean"]
+        return _Truth.images[:60].mean(0, keepdim=True)  # the clean training mean
 
 
 class _Oracle(_Mean):
