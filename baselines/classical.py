@@ -20,7 +20,7 @@ run they are the only rows that pay a device-to-host copy (tests/test_device.py 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ from genbench.registry import register_model
 class Biharmonic(ReferenceMethod):
     """Biharmonic inpainting of each image from its observed pixels."""
 
-    supported_operators = (PixelMask, BlockMask)
+    capabilities = replace(ReferenceMethod.capabilities, operators=(PixelMask, BlockMask))
     tiny_limits = {"pixel-mask": "it learns nothing, and 8x8 digits are too coarse for smooth interpolation "
                                  "to beat the mean image by 5% (on 28x28 MNIST it does, see the reference run)",
                    "block-mask": "it learns nothing; a 4x4 block of an 8x8 digit has no smooth fill"}
@@ -81,7 +81,7 @@ class LassoDCT(ReferenceMethod):
 
     Config = LassoDCTConfig
     config: LassoDCTConfig
-    supported_operators = (RandomProjection,)
+    capabilities = replace(ReferenceMethod.capabilities, operators=(RandomProjection,))
     dry_run_overrides = {"max_iter": 50}
 
     def recover(self, obs: Observations) -> Tensor:

@@ -19,7 +19,7 @@ down(h) = p(v | ... p(h_{L-1} | h)):
 - ``infer`` = up(recovered v) (N, latent_dim); ``decode`` = down(z); fully observed images are
   reconstructed as down(up(v));
 - masks: observed pixels clamped, missing ones from the training mean image iterated
-  ``recovery_iters`` times through v_miss <- down(up(v))_miss;
+  ``infer_steps`` times through v_miss <- down(up(v))_miss;
 - other operators (random projections): the RBM's projected gradient on
   ||y - A(2v - 1)||^2 / (2 sigma^2) + F_1(v) with F_1 the free energy of the *first* layer (the
   one RBM whose free energy is a prior over pixels; the upper layers enter through ``infer``);
@@ -48,6 +48,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from baselines.rbm import RBM, RBMConfig
+from genbench.model import Capabilities
 from genbench.registry import register_model
 
 
@@ -69,6 +70,7 @@ class DBN(RBM):
     """Two-layer DBN (``hidden_1``, ``latent_dim``); everything else is :class:`~baselines.rbm.RBM`'s."""
 
     Config = DBNConfig
+    capabilities = Capabilities()  # the RBM's: latent code, learns, samples, deterministic inference
     tiny_overrides = {**RBM.tiny_overrides, "hidden_1": 32}
     config: DBNConfig
 

@@ -29,10 +29,12 @@ linear and fixed, so D sees an injective image of A g(z) when K <= D: no informa
 
     E(z) = ||y - A(g(z))||^2 / (2 sigma^2) + ||z||^2 / 2
 
-(the likelihood shared by every genbench model, sigma = 0.3, plus the prior) with Adam on z for
-``inversion_steps`` steps from ``restarts`` random starts z ~ N(0, I), keeping the start with the
-lowest final E per image. The generator is frozen (eval mode, no weight gradients). Random starts
-make inference random (``deterministic_inference`` is False).
+(:func:`~genbench.inference.neg_log_joint`: the likelihood shared by every genbench model,
+sigma = 0.3, plus the prior) with Adam on z (:func:`~genbench.inference.csgm_invert`) for
+``infer_steps`` steps of learning rate ``infer_step_size`` from ``restarts`` random starts
+z ~ N(0, I), keeping the start with the lowest final E per image. The generator is frozen (eval
+mode, no weight gradients). Random starts make inference random (``deterministic_inference``
+is False).
 
 Validation mae on 28x28 MNIST (1000 training images, 300 validation images carved from the
 training split, d = 10, default config, 60 epochs ~ ABP's fit time): 0.0737 on clean images
@@ -60,12 +62,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from genbench.backbone import ConvTrunk, Generator, dcgan_init, recalibrate_batchnorm
-from genbench.model import (GeneratorConfig, GeneratorModel, autocast, check_finite, frozen, progress,
-                            require, state_device)
-from genbench.operators import Observations, gaussian_nll
+from genbench.backbone import ConvTrunk, Generator, dcgan_init
+from genbench.generator_model import FitState, GeneratorConfig, GeneratorModel
+from genbench.inference import csgm_invert
+from genbench.model import Capabilities, check_finite, frozen, progress, require
+from genbench.operators import ImageShape, Observations
 from genbench.registry import register_model
 
 
@@ -73,17 +76,19 @@ from genbench.registry import register_model
 class DCGANConfig(GeneratorConfig):
     """DCGAN / AmbientGAN / CSGM hyper-parameters (Radford et al.'s optimiser settings)."""
 
-    lr: float = 2e-4            # Adam, generator and discriminator (sigma, width: GeneratorConfig's)
-    n_epochs: int = 60          # ~ABP's fit time (an epoch costs ~65% of ABP's)
+    renamed_fields = {"inversion_steps": "infer_steps", "inversion_lr": "infer_step_size"}
+
+    lr: float = 2e-4              # Adam, generator and discriminator (sigma, width: GeneratorConfig's)
+    n_epochs: int = 60            # ~ABP's fit time (an epoch costs ~65% of ABP's)
     batch_size: int = 64
-    inversion_steps: int = 100  # Adam steps on z per restart
-    inversion_lr: float = 0.1
-    restarts: int = 2           # random starts per image; the best final objective is kept
+    infer_steps: int = 100        # Adam steps on z per restart
+    infer_step_size: float = 0.1  # Adam's learning rate on z
+    restarts: int = 2             # random starts per image; the best final objective is kept
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self, positive=("inversion_lr",), at_least_one=("restarts",),
-                non_negative=("inversion_steps",))
+        require(self, positive=("infer_step_size",), at_least_one=("restarts",),
+                non_negative=("infer_steps",))
 
 
 def discriminator_input(obs: Observations) -> Tensor:
@@ -98,112 +103,77 @@ def ambient_fake(obs: Observations, x_fake: Tensor) -> Observations:
     return replace(obs, y=obs.apply(x_fake))
 
 
-def csgm_invert(g: torch.nn.Module, obs: Observations, *, sigma: float, steps: int, restarts: int,
-                lr: float, amp: bool = False) -> tuple[Tensor, Tensor]:
-    """Best of ``restarts`` Adam runs on E(z) = ||y - A(g(z))||^2 / (2 sigma^2) + ||z||^2 / 2.
-
-    Returns z (B, d) and its objective E (B,). The restarts run as one batch of R * B latents;
-    restart r starts from the r-th draw of randn(B, d), so the first r restarts of a run with
-    more restarts are those of a run with r. Only z receives gradients. ``amp``: g's forward
-    pass in bf16 autocast on CUDA; z and E stay float32.
-    """
-    n, d = len(obs), g.latent_dim
-    z = torch.cat([torch.randn(n, d, device=obs.device) for _ in range(restarts)])  # (R * B, d)
-    obs_r = obs[torch.arange(n, device=obs.device).repeat(restarts)]
-    z.requires_grad_(True)
-    optimizer = torch.optim.Adam([z], lr=lr)
-
-    def energy() -> Tensor:
-        with autocast(z.device, amp):
-            x_hat = g(z)
-        return gaussian_nll(obs_r, x_hat.float(), sigma) + 0.5 * z.pow(2).sum(1)  # (R * B,)
-
-    with torch.enable_grad():
-        for _ in range(steps):
-            optimizer.zero_grad(set_to_none=True)
-            energy().sum().backward()
-            optimizer.step()
-    with torch.no_grad():
-        e = energy().view(restarts, n)
-    best = e.argmin(0)  # (B,)
-    rows = torch.arange(n, device=obs.device)
-    return z.detach().view(restarts, n, d)[best, rows], e[best, rows]
-
-
 @register_model("dcgan", description="DCGAN (Radford et al. 2016); AmbientGAN on corrupted data, "
                                      "CSGM inversion (Bora et al. 2017, 2018)")
 class DCGAN(GeneratorModel):
     """DCGAN on the shared Generator; AmbientGAN learning, CSGM recovery."""
 
     Config = DCGANConfig
-    dry_run_overrides = {"n_epochs": 1, "inversion_steps": 1, "restarts": 1}
+    capabilities = Capabilities(deterministic_inference=False)  # random restarts
+    dry_run_overrides = {"n_epochs": 1, "infer_steps": 1, "restarts": 1}
     # beats the mean image on clean tiny digits, not from pixel masks (see the module docstring)
     tiny_overrides = {"n_epochs": 200, "width": 64, "batch_size": 25, "lr": 1e-3,
-                      "inversion_steps": 50, "restarts": 2}
+                      "infer_steps": 50, "restarts": 2}
     tiny_limits = {"pixel-mask": "AmbientGAN from 50% pixel masks on 200 8x8 digits reaches 0.95-1.06 "
                                  "of the mean image's error in seconds (0.0873 on 28x28 MNIST)"}
     config: DCGANConfig
-    inference_fields = ("inversion_steps", "inversion_lr", "restarts", "eval_batch_size")
+    inference_fields = ("infer_steps", "infer_step_size", "restarts", "eval_batch_size")
+    networks = ("generator", "discriminator")
+    loss_name = "DCGAN losses (discriminator, generator)"
 
-    def fit(self, obs: Observations) -> DCGAN:
-        self._check_obs(obs, fitting=True)
-        self._set_fitted(obs)
+    # -- learning: GeneratorModel's epoch loop with these hooks ------------------------------
+    def _build_networks(self, image_shape: ImageShape, device: torch.device) -> dict[str, nn.Module]:
+        """Generator and discriminator (``disc_channels_`` input channels -> one logit) on ``device``."""
         cfg = self.config
-        n, dev = len(obs), obs.device
+        return {"generator": Generator(cfg.latent_dim, image_shape, cfg.width, device=device),
+                "discriminator": ConvTrunk(image_shape, 1, cfg.width, in_channels=self.disc_channels_,
+                                           device=device)}
+
+    def _start_fit(self, obs: Observations) -> FitState:
         self.disc_channels_ = obs.image_shape[0] + (obs.mask is not None)  # + the mask channel
-        g, disc = self._networks(obs.image_shape, self.disc_channels_, dev)
-        dcgan_init(g)
-        dcgan_init(disc)
-        g_fast, disc_fast = self._fast(g), self._fast(disc)  # torch.compile'd with --compile
-        opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-        opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-        self.history_: list[list[float]] = []  # per epoch: [mean L_D, mean L_G]
-        g.train()
-        disc.train()
-        for epoch in progress(range(cfg.n_epochs), desc="dcgan fit"):
-            total = torch.zeros(2, device=dev)
-            perm = torch.randperm(n, device=dev)
-            for batch in self._batches(n, cfg.batch_size):
-                real = obs[perm[batch]]
-                b = len(real)
-                ones, zeros = torch.ones(b, 1, device=dev), torch.zeros(b, 1, device=dev)
-                with self._autocast():  # bf16 forward passes with --amp on CUDA; the losses in float32
-                    fake = ambient_fake(real[torch.randperm(b, device=dev)],
-                                        g_fast(torch.randn(b, cfg.latent_dim, device=dev)).float())
-                    fake_in = discriminator_input(fake)
-                    loss_d = (F.binary_cross_entropy_with_logits(disc_fast(discriminator_input(real)).float(), ones)
-                              + F.binary_cross_entropy_with_logits(disc_fast(fake_in.detach()).float(), zeros))
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-                with self._autocast():
-                    loss_g = F.binary_cross_entropy_with_logits(disc_fast(fake_in).float(), ones)  # non-saturating
-                opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
-                opt_g.step()
-                total += torch.stack([loss_d.detach(), loss_g.detach()]) * b
-            check_finite(total, f"DCGAN losses (discriminator, generator) at epoch {epoch + 1}")
-            self.history_.append((total / n).tolist())
-        # exact BN statistics over the prior draws the generator was trained on
-        recalibrate_batchnorm(g, torch.randn(max(n, 500), cfg.latent_dim, device=dev), cfg.eval_batch_size)
-        self.generator_, self.discriminator_ = g.eval(), disc.eval()
-        return self
+        state = super()._start_fit(obs)
+        dcgan_init(self.generator_)
+        dcgan_init(self.discriminator_)
+        state.g, state.disc = self._fast(self.generator_), self._fast(self.discriminator_)  # --compile
+        state.opt_g = self._adam(self.generator_.parameters())
+        state.opt_d = self._adam(self.discriminator_.parameters())
+        return state
 
-    def _networks(self, image_shape: tuple[int, int, int], disc_channels: int,
-                  device: torch.device) -> tuple[Generator, ConvTrunk]:
-        """Generator and discriminator (``disc_channels`` input channels -> one logit) on ``device``."""
-        cfg = self.config
-        return (Generator(cfg.latent_dim, image_shape, cfg.width, device=device),
-                ConvTrunk(image_shape, 1, cfg.width, in_channels=disc_channels, device=device))
+    def _train_step(self, state: FitState, real: Observations, idx: Tensor) -> Tensor:
+        """One discriminator step, then one non-saturating generator step; returns [L_D, L_G]."""
+        b, dev, g, disc = len(real), real.device, state.g, state.disc
+        ones, zeros = torch.ones(b, 1, device=dev), torch.zeros(b, 1, device=dev)
+        with self._autocast():  # bf16 forward passes with --amp on CUDA; the losses in float32
+            fake = ambient_fake(real[torch.randperm(b, device=dev)],
+                                g(torch.randn(b, self.config.latent_dim, device=dev)).float())
+            fake_in = discriminator_input(fake)
+            loss_d = (F.binary_cross_entropy_with_logits(disc(discriminator_input(real)).float(), ones)
+                      + F.binary_cross_entropy_with_logits(disc(fake_in.detach()).float(), zeros))
+        state.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        state.opt_d.step()
+        with self._autocast():
+            loss_g = F.binary_cross_entropy_with_logits(disc(fake_in).float(), ones)  # non-saturating
+        state.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        state.opt_g.step()
+        return torch.stack([loss_d.detach(), loss_g.detach()])
 
+    def _calibration_inputs(self, name: str, obs: Observations) -> Tensor | None:
+        """The generator's BN statistics over prior draws (what it was trained on); D's are left."""
+        if name != "generator":
+            return None
+        return torch.randn(max(len(obs), 500), self.config.latent_dim, device=obs.device)
+
+    # -- inference --------------------------------------------------------------------------
     def invert(self, obs: Observations) -> tuple[Tensor, Tensor]:
         """CSGM latents (N, d) and their objectives E (N,), batch by batch (see the module doc)."""
         self._check_obs(obs)
         cfg = self.config
         g = self._fast(self.generator_)
         with frozen(self.generator_):  # inversion needs gradients w.r.t. z only
-            out = [csgm_invert(g, obs[b], sigma=cfg.sigma, steps=cfg.inversion_steps,
-                               restarts=cfg.restarts, lr=cfg.inversion_lr, amp=cfg.amp)
+            out = [csgm_invert(g, obs[b], sigma=cfg.sigma, steps=cfg.infer_steps,
+                               restarts=cfg.restarts, lr=cfg.infer_step_size, amp=cfg.amp)
                    for b in progress(self._batches(len(obs), cfg.eval_batch_size), desc="dcgan invert")]
         z, e = torch.cat([o[0] for o in out]), torch.cat([o[1] for o in out])
         check_finite(z, "DCGAN inverted latents")
@@ -214,23 +184,12 @@ class DCGAN(GeneratorModel):
 
     @property
     def infer_steps(self) -> int:
-        return self.config.inversion_steps * self.config.restarts
+        return self.config.infer_steps * self.config.restarts
 
-    @property
-    def deterministic_inference(self) -> bool:
-        return False  # random restarts
-
+    # -- persistence: GeneratorModel's, plus the discriminator's input channels -------------
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator_.state_dict(), "discriminator": self.discriminator_.state_dict(),
-                "disc_channels": self.disc_channels_, "image_shape": list(self.image_shape_),
-                "history": torch.tensor(self.history_, device="cpu")}
+        return {**super().state_dict(), "disc_channels": self.disc_channels_}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.image_shape_ = tuple(int(s) for s in state["image_shape"])
         self.disc_channels_ = int(state["disc_channels"])
-        g, disc = self._networks(self.image_shape_, self.disc_channels_, state_device(state["generator"]))
-        g.load_state_dict(state["generator"])
-        disc.load_state_dict(state["discriminator"])
-        self.generator_, self.discriminator_ = g.eval(), disc.eval()
-        self.device_ = next(g.parameters()).device
-        self.history_ = state["history"].tolist()
+        super().load_state_dict(state)

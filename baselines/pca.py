@@ -75,7 +75,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genbench.model import LatentModel, ModelConfig, check_finite
+from genbench.model import Capabilities, LatentModel, ModelConfig, check_finite
 from genbench.operators import Observations, Operator
 from genbench.registry import register_model
 
@@ -158,6 +158,7 @@ class PCA(LatentModel):
     """Principal component analysis, learned from and recovering through any linear operator."""
 
     Config = PCAConfig
+    capabilities = Capabilities()  # closed-form recovery through any linear operator
     dry_run_overrides = {"em_iters": 1}
     config: PCAConfig
 

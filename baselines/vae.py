@@ -20,10 +20,11 @@ occluded pixel from a black one. Its linear head outputs (B, 2 d) = (mu, logvar)
 
 Inference on new observations (``infer``): one encoder pass in eval mode, z = mu(y) (the
 amortised posterior mean: deterministic, independent of the batch). The ``vae-refine`` variant
-then runs ``refine_steps`` steps of ABP's :func:`~genbench.abp.langevin` on
--log p(y, z) = ||y - A(g(z))||^2 / (2 sigma^2) + ||z||^2 / 2 from that mean, with the decoder
-frozen: the amortisation gap closed by the same iterative inference ABP uses (gradient descent
-by default, ``refine_noise=False``; Langevin with noise when True). It matters most where the
+then runs ``infer_steps`` steps of ABP's :func:`~genbench.inference.langevin` on
+:func:`~genbench.inference.neg_log_joint`, -log p(y, z) = ||y - A(g(z))||^2 / (2 sigma^2) + ||z||^2 / 2,
+from that mean with step size ``infer_step_size``, the decoder frozen: the amortisation gap closed
+by the same iterative inference ABP uses (gradient descent by default, ``infer_noise=False``;
+Langevin with noise when True). It matters most where the
 encoder meets inputs it was not trained on: a VAE trained on clean images and given masked
 ones. Validation mae on 28x28 MNIST (1000 training images, 300 validation images carved from
 the training split, d = 10, default config):
@@ -54,16 +55,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from genbench.abp import langevin
-from genbench.backbone import ConvTrunk, Generator, recalibrate_batchnorm
-from genbench.model import (GeneratorConfig, GeneratorModel, check_finite, frozen, progress, require,
-                            state_device)
-from genbench.operators import Observations, gaussian_nll
+from genbench.backbone import ConvTrunk, Generator
+from genbench.generator_model import FitState, GeneratorConfig, GeneratorModel
+from genbench.inference import langevin
+from genbench.model import Capabilities, check_finite, frozen, progress, require
+from genbench.operators import ImageShape, Observations, gaussian_nll
 from genbench.registry import register_model
 
 
@@ -72,15 +72,18 @@ class VAEConfig(GeneratorConfig):
     """VAE hyper-parameters; defaults checked on a validation split of the embedded 28x28 MNIST
     training digits (fit ~ the ABP budget, ~150 s for 4000 digits on 2 CPU cores)."""
 
+    renamed_fields = {"refine_steps": "infer_steps", "refine_step_size": "infer_step_size",
+                      "refine_noise": "infer_noise"}
+
     lr: float = 3e-3                # Adam on encoder and decoder (sigma, width: GeneratorConfig's)
     n_epochs: int = 90              # ~ABP's fit time (an epoch costs ~40% of ABP's)
-    refine_steps: int = 0           # > 0: ABP-style iterative inference from the encoder mean
-    refine_step_size: float = 0.07  # Langevin / gradient step size delta (0.1 oscillates on 28x28)
-    refine_noise: bool = False      # True: Langevin with noise; False: gradient descent on z
+    infer_steps: int = 0            # > 0: ABP-style iterative inference from the encoder mean
+    infer_step_size: float = 0.07   # Langevin / gradient step size delta (0.1 oscillates on 28x28)
+    infer_noise: bool = False       # True: Langevin with noise; False: gradient descent on z
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self, positive=("refine_step_size",), non_negative=("refine_steps",))
+        require(self, positive=("infer_step_size",), non_negative=("infer_steps",))
 
 
 def encoder_input(obs: Observations) -> Tensor:
@@ -109,69 +112,57 @@ def negative_elbo(encoder: nn.Module, decoder: Callable[[Tensor], Tensor], obs: 
 
 @register_model("vae", description="Variational auto-encoder, encoder-mean inference (Kingma & Welling 2014)")
 @register_model("vae-refine", description="VAE, encoder mean refined by 100 gradient steps on -log p(y, z) "
-                                          "(ABP's inference)", refine_steps=100, shares_fit_with="vae")
+                                          "(ABP's inference)", infer_steps=100, shares_fit_with="vae")
 class VAE(GeneratorModel):
     """Variational auto-encoder: ConvTrunk encoder q(z | y), the shared Generator as decoder."""
 
     Config = VAEConfig
-    # refine_steps stays as registered: overriding it here would switch refinement on for "vae"
+    capabilities = Capabilities()  # deterministic unless refined with noise (deterministic_inference)
+    # infer_steps stays as registered: overriding it here would switch refinement on for "vae"
     dry_run_overrides = {"n_epochs": 1}
     tiny_overrides = {"n_epochs": 40, "width": 8, "batch_size": 25, "lr": 1e-2}
     config: VAEConfig
-    inference_fields = ("refine_steps", "refine_step_size", "refine_noise", "eval_batch_size")
+    inference_fields = ("infer_steps", "infer_step_size", "infer_noise", "eval_batch_size")
+    networks = ("encoder", "generator")
+    loss_name = "VAE training loss (negative ELBO)"
 
-    def fit(self, obs: Observations) -> VAE:
-        self._check_obs(obs, fitting=True)
-        self._set_fitted(obs)
-        cfg = self.config
-        n = len(obs)
-        encoder, g = self._networks(obs.image_shape, obs.device)
-        encoder_fast, g_fast = self._fast(encoder), self._fast(g)  # torch.compile'd with --compile
-        params = [*encoder.parameters(), *g.parameters()]
-        optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, 0.999))
-        self.history_: list[float] = []
-        encoder.train()
-        g.train()
-        for epoch in progress(range(cfg.n_epochs), desc="vae fit"):
-            total = torch.zeros((), device=obs.device)
-            perm = torch.randperm(n, device=obs.device)
-            for batch in self._batches(n, cfg.batch_size):
-                idx = perm[batch]
-                with self._autocast():  # bf16 forward passes with --amp on CUDA
-                    nll, kl = negative_elbo(encoder_fast, g_fast, obs[idx], cfg.sigma)
-                loss = (nll + kl).mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.detach() * len(idx)
-            check_finite(total, f"VAE training loss (negative ELBO) at epoch {epoch + 1}")
-            self.history_.append(total.item() / n)
-        self.encoder_, self.generator_ = encoder, g
-        self._recalibrate(obs)
-        return self
-
-    def _networks(self, image_shape: tuple[int, int, int],
-                  device: torch.device) -> tuple[ConvTrunk, Generator]:
+    # -- learning: GeneratorModel's epoch loop with these hooks ------------------------------
+    def _build_networks(self, image_shape: ImageShape, device: torch.device) -> dict[str, nn.Module]:
         """Encoder (image + mask channel -> (mu, logvar)) and decoder, freshly initialised on ``device``."""
         cfg = self.config
         encoder = ConvTrunk(image_shape, 2 * cfg.latent_dim, cfg.width, in_channels=image_shape[0] + 1,
                             device=device)
-        return encoder, Generator(cfg.latent_dim, image_shape, cfg.width, device=device)
+        return {"encoder": encoder, "generator": Generator(cfg.latent_dim, image_shape, cfg.width, device=device)}
 
-    def _recalibrate(self, obs: Observations) -> None:
-        """Exact BN statistics for the final weights: the encoder's over the training inputs,
-        the decoder's over draws z ~ q(z | y) of the training images (what it was trained on)."""
+    def _start_fit(self, obs: Observations) -> FitState:
+        state = super()._start_fit(obs)
+        state.encoder, state.g = self._fast(self.encoder_), self._fast(self.generator_)  # with --compile
+        state.optimizer = self._adam([*self.encoder_.parameters(), *self.generator_.parameters()])
+        return state
+
+    def _train_step(self, state: FitState, obs_b: Observations, idx: Tensor) -> Tensor:
+        """One Adam step on encoder and decoder for the batch-mean negative ELBO."""
+        with self._autocast():  # bf16 forward passes with --amp on CUDA
+            nll, kl = negative_elbo(state.encoder, state.g, obs_b, self.config.sigma)
+        loss = (nll + kl).mean()
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        state.optimizer.step()
+        return loss.detach()
+
+    def _calibration_inputs(self, name: str, obs: Observations) -> Tensor:
+        """The encoder's BN statistics over the training inputs; the decoder's over draws
+        z ~ q(z | y) of the training images (what it was trained on), from the calibrated encoder."""
         bs = self.config.eval_batch_size
         inputs = torch.cat([encoder_input(obs[b]) for b in self._batches(len(obs), bs)])
-        recalibrate_batchnorm(self.encoder_, inputs, bs)
-        self.encoder_.eval()
+        if name == "encoder":
+            return inputs
         with torch.no_grad():
             out = torch.cat([self.encoder_(inputs[b]) for b in self._batches(len(obs), bs)])
             mu, logvar = out.chunk(2, dim=1)
-            z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
-        recalibrate_batchnorm(self.generator_, z, bs)
-        self.generator_.eval()
+            return mu + (0.5 * logvar).exp() * torch.randn_like(mu)
 
+    # -- inference --------------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, obs: Observations) -> tuple[Tensor, Tensor]:
         """Posterior parameters (mu, logvar), each (N, d), of q(z | y): one eval-mode pass."""
@@ -186,11 +177,11 @@ class VAE(GeneratorModel):
     def infer(self, obs: Observations) -> Tensor:
         cfg = self.config
         z, _ = self.encode(obs)
-        if cfg.refine_steps > 0:
+        if cfg.infer_steps > 0:
             g = self._fast(self.generator_)
             with frozen(self.generator_):  # refinement needs gradients w.r.t. z only
-                z = torch.cat([langevin(g, obs[b], z[b], sigma=cfg.sigma, steps=cfg.refine_steps,
-                                        step_size=cfg.refine_step_size, noise=cfg.refine_noise,
+                z = torch.cat([langevin(g, obs[b], z[b], sigma=cfg.sigma, steps=cfg.infer_steps,
+                                        step_size=cfg.infer_step_size, noise=cfg.infer_noise,
                                         amp=cfg.amp)
                                for b in progress(self._batches(len(obs), cfg.eval_batch_size),
                                                  desc="vae refine")])
@@ -199,21 +190,8 @@ class VAE(GeneratorModel):
 
     @property
     def infer_steps(self) -> int:
-        return self.config.refine_steps
+        return self.config.infer_steps
 
     @property
     def deterministic_inference(self) -> bool:
-        return not (self.config.refine_steps > 0 and self.config.refine_noise)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"encoder": self.encoder_.state_dict(), "generator": self.generator_.state_dict(),
-                "image_shape": list(self.image_shape_), "history": torch.tensor(self.history_, device="cpu")}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.image_shape_ = tuple(int(s) for s in state["image_shape"])
-        encoder, g = self._networks(self.image_shape_, state_device(state["generator"]))
-        encoder.load_state_dict(state["encoder"])
-        g.load_state_dict(state["generator"])
-        self.encoder_, self.generator_ = encoder.eval(), g.eval()
-        self.device_ = next(g.parameters()).device
-        self.history_ = state["history"].tolist()
+        return not (self.config.infer_steps > 0 and self.config.infer_noise)

@@ -198,7 +198,7 @@ def bench_inference(ctx: Bench) -> None:
     fitted: dict[str, Any] = {}
     # every registered model with a latent code (plug-ins too); a model that reuses another's fit
     # (vae-refine) after the one it reuses
-    names = sorted((n for n, sp in models.items() if sp.cls.uses_latent_dim),
+    names = sorted((n for n, sp in models.items() if sp.capabilities.latent_code),
                    key=lambda n: models[n].shares_fit_with is not None)
     for name in names:
         spec = models[name]

@@ -12,6 +12,9 @@ Commands::
                                                 summary.md, tables, plots from results.csv alone
     python run_benchmarks.py --resume RUN_DIR   continue a killed run (finished cells are skipped)
 
+Nothing heavy is imported before the arguments are parsed: ``--help`` and ``list`` read the built-ins'
+names from :mod:`genbench.catalog` (torch is imported only to run or report, or to load plug-ins).
+
 Exit codes: 0 all cells ok; 1 some cells failed (listed at the end); 2 bad input (one line on
 stderr, nothing written); 130 interrupted (finished cells are kept).
 """
@@ -27,13 +30,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from genbench import catalog
 from genbench import config as config_lib
 from genbench.config import ConfigError, available_presets, resolve_config
-from genbench.data import DataError, list_datasets
-from genbench.registry import (RegistryError, available_models, available_tasks, load_plugins,
-                               loaded_plugins, plugins_from_env)
+from genbench.dataconfig import DataError
+from genbench.registry import RegistryError, load_plugins, loaded_plugins, plugins_from_env
 
 PROG = "run_benchmarks.py"
+EXECUTORS_BUILTIN = ("local", "ray")  # genbench.executors registers these (checked in tests/test_cli_start.py)
 COMMANDS = ("run", "list", "report")
 
 
@@ -57,9 +61,9 @@ def _csv_list(cast: type):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    models = ", ".join(sorted(available_models()))
-    tasks = ", ".join(sorted(available_tasks()))
-    datasets = ", ".join(list_datasets())
+    models = ", ".join(catalog.entries("models", loaded_plugins()))
+    tasks = ", ".join(catalog.entries("tasks", loaded_plugins()))
+    datasets = ", ".join(catalog.entries("datasets", loaded_plugins()))
     presets = available_presets()
     p = _Parser(prog=PROG, description="Compare latent generative models on one backbone and one set "
                 "of recovery tasks; writes results/<run_id>/{results.csv, summary.md, config.json}.",
@@ -93,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue a killed or failed run: skip its finished cells, load its checkpoints, re-run "
                    "failed and unfinished cells (config options, if given, must match its config.json; --device and "
                    "--executor may change; --out is not used)")
-    p.add_argument("--executor", choices=("local", "ray"), default="local",
+    p.add_argument("--executor", choices=tuple(EXECUTORS_BUILTIN), default="local",
                    help="local (default): cells in this process; ray: one Ray task per fitted model "
                    "(pip install 'genbench[distributed]'; RAY_ADDRESS selects a cluster)")
     p.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
@@ -111,9 +115,9 @@ def _flags(args: argparse.Namespace) -> dict:
 
 
 def cmd_run(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(argv)  # --help and usage errors end here, before any heavy import
     from genbench.runner import Runner  # torch-heavy: only when running
 
-    args = build_parser().parse_args(argv)
     if args.resume:
         runner = _resume(args)
         config = runner.config
@@ -151,7 +155,8 @@ def cmd_run(argv: Sequence[str]) -> int:
 
 def _resume(args: argparse.Namespace):
     """The runner of ``--resume RUN_DIR``: the run's own config, checked against any config options."""
-    from genbench.runner import Runner, read_run_config
+    from genbench.rundir import read_run_config
+    from genbench.runner import Runner
 
     blob = read_run_config(args.resume)
     load_plugins(blob.get("plugins", []))  # the run's own plug-in models, before its config is read
@@ -172,10 +177,11 @@ def _resume(args: argparse.Namespace):
 def cmd_list(argv: Sequence[str]) -> int:
     if argv:
         raise ConfigError(f"'list' takes no arguments, got {' '.join(argv)}")
+    plugins = loaded_plugins()
     sections = {
-        "models": {n: s.description for n, s in sorted(available_models().items())},
-        "tasks": {n: _task_line(cls) for n, cls in sorted(available_tasks().items())},
-        "datasets": list_datasets(),
+        "models": catalog.entries("models", plugins),
+        "tasks": catalog.entries("tasks", plugins),
+        "datasets": catalog.entries("datasets", plugins),
         "presets": available_presets(),
     }
     for title, entries in sections.items():
@@ -184,16 +190,6 @@ def cmd_list(argv: Sequence[str]) -> int:
         for name, text in entries.items():
             print(f"  {name:<{width}}  {text}")
     return 0
-
-
-def _task_line(cls: type) -> str:
-    """A task's first doc line and its default variants on 28x28 digits."""
-    text = (cls.__doc__ or "").strip().splitlines()[0]
-    try:
-        names = [v.name for v in cls().variants((1, 28, 28))]
-    except ValueError:
-        return text
-    return f"{text} Variants on 28x28: {', '.join(names)}."
 
 
 def cmd_report(argv: Sequence[str]) -> int:

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import yaml
 
-from genbench.data import DataConfig
+from genbench.dataconfig import DataConfig
 from genbench.registry import RegistryError, get_model, get_task
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -313,6 +313,12 @@ def _check_sections(section: Any, kind: str, lookup) -> dict[str, dict[str, Any]
         found = lookup(name)
         if kind == "model":
             config_cls, exclude = found
+            from genbench.model import check_renamed
+
+            try:
+                check_renamed(config_cls, values)
+            except ValueError as err:
+                raise ConfigError(f"model.{name}: {err} (one name for an inference budget across models)") from None
             out[name] = check_fields(values, config_cls, f"model.{name}.", exclude=exclude)
         else:
             unknown = set(values) - set(found)
@@ -324,12 +330,14 @@ def _check_sections(section: Any, kind: str, lookup) -> dict[str, dict[str, Any]
 
 
 def _check_model_configs(cfg: RunConfig) -> None:
-    """Build every model config once now, so a bad value fails before any training."""
+    """Build every cell's model config once now, so a bad value fails before any training."""
+    from genbench.planning import cell_model_config, latent_dims
+
     for name in cfg.models:
         spec = get_model(name)
-        for d in cfg.latent_dims if spec.cls.uses_latent_dim else (0,):
-            latent = {"latent_dim": d} if spec.cls.uses_latent_dim else {}
+        for d in latent_dims(cfg, spec):
             try:
-                spec.make_config(**latent, **cfg.model.get(name, {}))
+                cell_model_config(spec, cfg, d)
             except (ValueError, TypeError) as err:
-                raise ConfigError(f"model {name!r} (latent_dim={d}): {err}") from None
+                where = f" (latent_dim={d})" if d is not None else ""
+                raise ConfigError(f"model {name!r}{where}: {err}") from None

@@ -46,39 +46,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genbench.dataconfig import FOLDER_PREFIX, DataConfig, DataError
+from genbench.registry import DATASETS
+
 __all__ = ["DataError", "DataConfig", "DataSplits", "register_dataset", "list_datasets", "load_data"]
 
-FOLDER_PREFIX = "folder:"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
-
-
-class DataError(ValueError):
-    """A data problem the user can fix: says what was expected, what was found and what to do."""
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Which dataset to load and how to split it (caps of ``None`` mean the dataset's default)."""
-
-    name: str = "mnist5k"
-    n_train: int | None = None
-    n_test: int | None = None
-    n_negative: int = 200
-    image_size: int | None = None
-    root: str | None = None
-    download: bool = False
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise DataError(f"DataConfig.name must be a dataset name or 'folder:PATH', got {self.name!r}; "
-                            f"see list_datasets() for the choices.")
-        for field in ("n_train", "n_test", "n_negative", "image_size"):
-            value = getattr(self, field)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-                raise DataError(f"DataConfig.{field} must be a positive integer, got {value!r}; "
-                                f"pass a value >= 1{' or None' if field != 'n_negative' else ''}.")
 
 
 @dataclass(frozen=True)
@@ -107,22 +81,19 @@ class DataSplits:
         return int(c), int(h), int(w)
 
 
-_REGISTRY: dict[str, tuple[Callable[[DataConfig], DataSplits], str]] = {}
-
-
 def register_dataset(name: str, *, description: str) -> Callable:
-    """Decorator registering ``loader(config) -> DataSplits`` under ``name`` (unique, not ``folder:...``)."""
+    """Decorator registering ``loader(config) -> DataSplits`` under ``name`` in
+    :data:`genbench.registry.DATASETS` (unique, lower-case, not ``folder:...``)."""
     if not isinstance(name, str) or not name or name.startswith(FOLDER_PREFIX):
         raise ValueError(f"A dataset name must be a non-empty string not starting with {FOLDER_PREFIX!r}, "
                          f"got {name!r}; choose another name.")
-    if name in _REGISTRY:
-        raise ValueError(f"A dataset named {name!r} is already registered; choose another name.")
+    DATASETS.check_name(name)
 
     def decorator(loader: Callable[[DataConfig], DataSplits]) -> Callable[[DataConfig], DataSplits]:
         if not callable(loader):
             raise ValueError(f"register_dataset({name!r}) must decorate a function config -> DataSplits, "
                              f"got {type(loader).__name__}.")
-        _REGISTRY[name] = (loader, description)
+        DATASETS.add(name, (loader, description))
         return loader
 
     return decorator
@@ -130,7 +101,7 @@ def register_dataset(name: str, *, description: str) -> Callable:
 
 def list_datasets() -> dict[str, str]:
     """Dataset name -> one-line description, including the ``folder:PATH`` route."""
-    names = {name: description for name, (_, description) in _REGISTRY.items()}
+    names = {name: description for name, (_, description) in DATASETS.as_dict().items()}
     names[FOLDER_PREFIX + "PATH"] = ("any image folder (class sub-folders or flat), seeded 80/20 split, "
                                      "resized with --image-size")
     return names
@@ -141,9 +112,9 @@ def load_data(config: DataConfig | None = None) -> DataSplits:
     config = DataConfig() if config is None else config
     if config.name.startswith(FOLDER_PREFIX):
         return _load_folder(config, config.name[len(FOLDER_PREFIX):])
-    if config.name not in _REGISTRY:
+    if config.name not in DATASETS:
         raise DataError(f"Unknown dataset {config.name!r}; expected one of {sorted(list_datasets())}.")
-    loader, _ = _REGISTRY[config.name]
+    loader, _ = DATASETS.get(config.name)
     return loader(config)
 
 

@@ -1,4 +1,13 @@
-"""Recovery metrics: MAE, MSE and PSNR between clean images and a model's recoveries.
+"""Metrics: registered objects that say what they measure, which way is better and how to show it.
+
+A :class:`Metric` has a name, a direction (``higher_is_better``), a display format, a unit for axis
+labels, what it needs (``needs``: a recovery today; the model itself for evaluation tasks) and which
+region of a recovery it scores (``region``: the task's scored region, e.g. the occluded pixels, or
+the whole image). Scoring (the tasks), ``summary.md``, pivots and plots all read these objects from
+:data:`genbench.registry.METRICS`; no metric list lives anywhere else. Adding one is one object and
+one :func:`~genbench.registry.register_metric` call (see :mod:`genbench.ssim`).
+
+The recovery metrics registered here: MAE, MSE and PSNR between clean images and a model's recoveries.
 
 Images are float tensors ``(N, C, H, W)`` in ``[-1, 1]``; every metric is computed on the ``[0, 1]`` pixel
 scale, ``x01 = (x + 1) / 2``, over the *selected* entries (all of them, or the nonzero entries of a mask --
@@ -29,16 +38,22 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from genbench.registry import register_metric
+
 MAE = "mae"
 MSE = "mse"
 PSNR = "psnr"
 MAE_ALL = "mae_all"  # inpainting: mae over every pixel, observed ones included (tasks/inpainting.py)
-METRICS = (MAE, MSE, PSNR)
+#: the pixel metrics every recovery task scores (one pass of MetricAccumulator computes all three)
+PIXEL_METRICS = (MAE, MSE, PSNR)
 
 #: MSE floor used for PSNR, so that a perfect recovery gives 10 * log10(1 / 1e-10) = 100 dB.
 MSE_FLOOR = 1e-10
@@ -46,7 +61,8 @@ MSE_FLOOR = 1e-10
 # Tolerance on the [-1, 1] range of the clean images (they may have been through float arithmetic).
 _RANGE_TOL = 1e-4
 
-__all__ = ["MAE", "MSE", "PSNR", "METRICS", "MSE_FLOOR", "MetricAccumulator", "score"]
+__all__ = ["MAE", "MSE", "PSNR", "PIXEL_METRICS", "MSE_FLOOR", "Metric", "Recovery", "MetricAccumulator",
+           "score"]
 
 
 def _check_pair(x: Tensor, x_hat: Tensor, mask: Tensor | None) -> None:
@@ -151,3 +167,98 @@ def score(x: Tensor, x_hat: Tensor, mask: Tensor | None = None) -> dict[str, flo
     acc = MetricAccumulator()
     acc.update(x, x_hat, mask)
     return acc.compute()
+
+
+# ------------------------------------------------------------------------------------ metric objects
+@dataclass
+class Recovery:
+    """What a recovery metric sees: clean images ``x`` and recoveries ``x_hat`` (N, C, H, W) in [-1, 1],
+    and the task's scored region (a mask broadcastable to ``x``, nonzero = scored; None = every pixel).
+
+    :meth:`pixel_scores` caches one :func:`score` pass per region, so MAE, MSE and PSNR cost one pass."""
+
+    x: Tensor
+    x_hat: Tensor
+    scored_region: Tensor | None = None
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def region(self, which: Literal["scored", "all"]) -> Tensor | None:
+        return self.scored_region if which == "scored" else None
+
+    def pixel_scores(self, which: Literal["scored", "all"]) -> dict[str, float]:
+        if which not in self._cache:
+            self._cache[which] = score(self.x, self.x_hat, self.region(which))
+        return self._cache[which]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric (see the module docstring).
+
+    ``compute(recovery, region)`` returns the value for a recovery metric (``needs="recovery"``);
+    ``region`` is ``"scored"`` (the task's region: the occluded pixels for inpainting) or ``"all"``.
+    Metrics that need the model (``needs="model"``) are computed by their task, which names them.
+    ``decimals`` fixes the digits after the point (PSNR in dB: 2); None shows 4 significant digits.
+    ``plot``: the report draws it (bars and sweeps); ``summary``: ``summary.md`` has a table of it.
+    ``tasks``: registered tasks that add this metric to the ones they name themselves (a new metric
+    then reaches existing tasks with no change to them; see :meth:`genbench.task.Task.metric_names`).
+    """
+
+    name: str
+    description: str
+    higher_is_better: bool = False
+    unit: str = ""
+    decimals: int | None = None
+    region: Literal["scored", "all"] = "scored"
+    needs: Literal["recovery", "model"] = "recovery"
+    plot: bool = False
+    summary: bool = True
+    compute: Callable[[Recovery, str], float] | None = None
+    tasks: tuple[str, ...] = ()
+
+    @property
+    def direction(self) -> str:
+        """``"higher"`` or ``"lower"``: which way is better."""
+        return "higher" if self.higher_is_better else "lower"
+
+    @property
+    def label(self) -> str:
+        """Axis label: ``mae (occluded pixels, [0, 1])``."""
+        return f"{self.name} ({self.unit})" if self.unit else self.name
+
+    def format(self, value: float | None) -> str:
+        """The value as the tables show it: ``nan`` for a missing value."""
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "nan"
+        if self.decimals is not None:
+            return f"{value:.{self.decimals}f}"
+        return f"{value:#.4g}"  # '#' keeps trailing zeros: 0.4000, not 0.4
+
+    def score(self, recovery: Recovery) -> float:
+        """This metric of one recovery, over the region it names."""
+        if self.compute is None:
+            raise ValueError(f"metric {self.name!r} needs {self.needs!r}: its task computes it, not a recovery")
+        return float(self.compute(recovery, self.region))
+
+
+def unregistered_metric(name: str) -> Metric:
+    """What the report assumes of a metric found in a table but not registered here (e.g. a plug-in's,
+    not loaded): an error, lower is better, shown with 4 significant digits."""
+    return Metric(name, description=f"{name} (not registered in this process)")
+
+
+def _pixel(key: str) -> Callable[[Recovery, str], float]:
+    return lambda recovery, region: recovery.pixel_scores(region)[key]
+
+
+for _metric in (
+    Metric(MAE, "mean |x - x_hat| on the [0, 1] pixel scale over the scored pixels (x 255: the ABP paper's unit)",
+           unit="[0, 1] pixel scale", plot=True, compute=_pixel(MAE)),
+    Metric(MAE_ALL, "mean |x - x_hat| over every pixel, observed ones included",
+           unit="all pixels, [0, 1]", region="all", compute=_pixel(MAE)),
+    Metric(MSE, "mean (x - x_hat)^2 on the [0, 1] scale over the scored pixels", unit="[0, 1] pixel scale",
+           compute=_pixel(MSE)),
+    Metric(PSNR, "mean over images of 10 log10(1 / mse_i), in dB (100 dB for a perfect recovery)",
+           higher_is_better=True, unit="dB", decimals=2, compute=_pixel(PSNR)),
+):
+    register_metric(_metric)

@@ -12,7 +12,12 @@ data is the :class:`~genbench.operators.Identity` operator) and recovers images 
 Conventions (see STYLE.md): the constructor stores the config and does nothing else; the
 device is the one the observations live on; randomness comes from torch's global generator,
 which only the runner seeds. A new model is one file: a frozen config dataclass derived from
-:class:`ModelConfig`, a subclass of :class:`LatentModel`, and ``@register_model("name")``.
+:class:`ModelConfig` (or :class:`BaseConfig`, for a method without a latent code), a subclass of
+:class:`LatentModel` that declares its :class:`Capabilities`, and ``@register_model("name")``.
+
+Callers ask a model what it can do before calling it: ``model.capabilities.latent_code`` (it has
+``infer``/``decode`` on a latent z and takes a ``latent_dim``), ``.learns``, ``.samples``,
+``.operators`` (what ``fit`` and ``infer`` accept) and ``model.deterministic_inference``.
 """
 
 from __future__ import annotations
@@ -48,9 +53,84 @@ class DivergenceError(RuntimeError):
     """Raised when a loss or an iterate becomes NaN or infinite."""
 
 
+class MissingCapabilityError(NotImplementedError):
+    """Raised when a model is asked for something its :class:`Capabilities` say it cannot do
+    (``infer`` on a model without a latent code, ``sample`` on one that cannot sample)."""
+
+
 @dataclass(frozen=True)
-class ModelConfig:
-    """Hyper-parameters shared by every model. Subclasses add their own fields."""
+class Capabilities:
+    """What a model class can do, declared once per class (scikit-learn's estimator tags, in
+    spirit). Callers check these before calling, rather than catching errors or reading sentinels.
+
+    Example::
+
+        >>> from genbench.abp import ABP
+        >>> ABP.capabilities.latent_code, ABP.capabilities.deterministic_inference
+        (True, False)
+        >>> narrowed = dataclasses.replace(ReferenceMethod.capabilities, operators=(PixelMask, BlockMask))
+    """
+
+    latent_code: bool = True   # has infer/decode on a latent z; the runner sweeps latent_dims
+    learns: bool = True        # fit learns from data (False: a reference method)
+    samples: bool = True       # sample(n) works
+    #: the class default; an instance may refine it (abp vs abp-gd) via the
+    #: :attr:`LatentModel.deterministic_inference` property
+    deterministic_inference: bool = True
+    operators: tuple[type, ...] = (Operator,)  # operator classes it can learn from / recover through
+
+
+# ------------------------------------------------------------------------------------------ configs
+@dataclass(frozen=True)
+class BaseConfig:
+    """The root of every model config: no fields. Derive from :class:`ModelConfig` for a model
+    with a latent code, from :class:`ReferenceConfig` (or this) for one without.
+
+    ``renamed_fields`` (old name -> new name) lists fields a class renamed: passing an old name
+    (to the constructor, :meth:`from_dict` or :func:`check_renamed`) raises a ValueError that
+    names the new one, instead of an "unexpected keyword" TypeError.
+    """
+
+    renamed_fields: ClassVar[dict[str, str]] = {}
+
+    def __post_init__(self) -> None:
+        """Check the field values (a subclass calls ``super().__post_init__()`` first)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> BaseConfig:
+        check_renamed(cls, kwargs)  # the dataclass __init__ comes next and sees only known names
+        return super().__new__(cls)
+
+    @classmethod
+    def from_dict(cls: type[B], values: Mapping[str, Any]) -> B:
+        """The config from a mapping of field values (a saved ``config.json``, a preset),
+        refusing renamed fields with a message that names the new one."""
+        check_renamed(cls, values)
+        return cls(**values)
+
+
+B = TypeVar("B", bound=BaseConfig)
+
+
+def _renames(config_cls: type) -> dict[str, str]:
+    """Every rename (old -> new) declared by ``config_cls`` and the config classes it derives from."""
+    out: dict[str, str] = {}
+    for klass in reversed(config_cls.__mro__):
+        out.update(vars(klass).get("renamed_fields", {}))
+    return out
+
+
+def check_renamed(config_cls: type, names: Iterable[str]) -> None:
+    """Raise ``ValueError("model config field 'test_steps' was renamed to 'infer_steps'")`` for
+    the first of ``names`` that ``config_cls`` (or a parent) declares in ``renamed_fields``."""
+    renames = _renames(config_cls)
+    for name in names:
+        if name in renames:
+            raise ValueError(f"model config field {name!r} was renamed to {renames[name]!r}")
+
+
+@dataclass(frozen=True)
+class ModelConfig(BaseConfig):
+    """Hyper-parameters shared by every model with a latent code. Subclasses add their own fields."""
 
     latent_dim: int = 10
 
@@ -71,37 +151,12 @@ def require(config: Any, *, positive: Sequence[str] = (), at_least_one: Sequence
                 raise ValueError(f"{type(config).__name__}.{name} must be {text}, got {value}")
 
 
-@dataclass(frozen=True)
-class GeneratorConfig(ModelConfig):
-    """Fields of every model built on the shared :class:`~genbench.backbone.Generator` (ABP, VAE,
-    DCGAN): the same likelihood std, backbone width and optimiser knobs, so a comparison can hold
-    them equal. Subclasses change defaults and add their own fields."""
-
-    sigma: float = 0.3            # observation noise std of the shared likelihood (ABP paper's value)
-    width: int = 32               # backbone width (channels of the generator's last hidden layer)
-    lr: float = 1e-3              # Adam
-    beta1: float = 0.5
-    n_epochs: int = 40
-    batch_size: int = 50
-    eval_batch_size: int = 500
-    # execution switches (the runner sets them from --amp / --compile; see EXECUTION_FIELDS)
-    amp: bool = False             # bf16 autocast of the networks' forward passes in fit / infer; CUDA only
-    compile: bool = False         # torch.compile the networks (Generator, ConvTrunk) for fit / infer
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(self, positive=("sigma", "lr"), at_least_one=("width", "n_epochs", "batch_size",
-                                                              "eval_batch_size"))
-        if not 0 <= self.beta1 < 1:
-            raise ValueError(f"{type(self).__name__}.beta1 must be in [0, 1), got {self.beta1}")
-
-
 #: config fields that choose how a model runs rather than what it computes; left out of config
 #: hashes while off, so switching them on is visible and runs without them keep their hashes
 EXECUTION_FIELDS = ("amp", "compile")
 
 
-def hashed_config(config: ModelConfig) -> dict[str, Any]:
+def hashed_config(config: BaseConfig) -> dict[str, Any]:
     """The config as a dict for hashing: every field, execution switches only when on."""
     return {k: v for k, v in dataclasses.asdict(config).items() if not (k in EXECUTION_FIELDS and v is False)}
 
@@ -146,8 +201,10 @@ class LatentModel(ABC):
 
     Class attributes a subclass may set:
 
-    - ``Config``: its frozen config dataclass (a subclass of :class:`ModelConfig`).
-    - ``supported_operators``: operator classes it can learn from / recover through.
+    - ``Config``: its frozen config dataclass (a subclass of :class:`ModelConfig`, or of
+      :class:`BaseConfig` for a model without a latent code).
+    - ``capabilities``: its :class:`Capabilities` (latent code, learns, samples, deterministic
+      inference, the operator classes it can learn from / recover through).
     - ``dry_run_overrides``: config values that make ``fit``/``infer`` take one step
       (used by ``run_benchmarks.py --dry-run`` and the fast tests).
     - ``tiny_overrides``: config values that train to something real in a few seconds on tiny
@@ -155,21 +212,18 @@ class LatentModel(ABC):
     - ``tiny_limits``: operator names (``"pixel-mask"`` ...) -> why the model cannot beat the mean
       image when it *learns from* that operator on tiny data; the contract test then checks the
       weaker claim that it beats the operator's naive inverse, and prints the reason.
-    - ``uses_latent_dim``: False for reference methods that learn no latent code (see
-      :class:`ReferenceMethod`): the runner runs them once per seed and records latent_dim 0.
     - ``inference_fields``: config fields used only after fitting (inference steps, restarts ...);
       two configs that differ only in them share one fit (:meth:`with_config`).
     """
 
-    Config: ClassVar[type[ModelConfig]] = ModelConfig
-    supported_operators: ClassVar[tuple[type[Operator], ...]] = (Operator,)
+    Config: ClassVar[type[BaseConfig]] = ModelConfig
+    capabilities: ClassVar[Capabilities] = Capabilities()
     dry_run_overrides: ClassVar[dict[str, Any]] = {}
     tiny_overrides: ClassVar[dict[str, Any]] = {}
     tiny_limits: ClassVar[dict[str, str]] = {}
-    uses_latent_dim: ClassVar[bool] = True
     inference_fields: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, config: ModelConfig | None = None) -> None:
+    def __init__(self, config: BaseConfig | None = None) -> None:
         config = self.Config() if config is None else config
         if not isinstance(config, self.Config):
             raise TypeError(f"{type(self).__name__} expects a {self.Config.__name__}, "
@@ -195,6 +249,7 @@ class LatentModel(ABC):
 
     def sample(self, n: int) -> Tensor:
         """n draws (n, C, H, W) from the model: decode z ~ N(0, I)."""
+        self._require("samples", "sample")
         self._check_fitted()
         z = torch.randn(n, self.config.latent_dim, device=self.device_)
         return self.decode(z).clamp(-1.0, 1.0)
@@ -207,10 +262,11 @@ class LatentModel(ABC):
     @property
     def deterministic_inference(self) -> bool:
         """True when ``infer`` draws no random numbers: its result is then independent of the
-        batch size and of the random state (the contract test checks it)."""
-        return True
+        batch size and of the random state (the contract test checks it). The class's
+        ``capabilities.deterministic_inference`` unless a model refines it by its config."""
+        return self.capabilities.deterministic_inference
 
-    def with_config(self: M, config: ModelConfig) -> M:
+    def with_config(self: M, config: BaseConfig) -> M:
         """This fitted model with another config that differs only in ``inference_fields``: a
         shallow copy sharing the fitted weights (used read-only by inference)."""
         if type(config) is not type(self.config):
@@ -233,18 +289,29 @@ class LatentModel(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the fitted state written by :meth:`state_dict`."""
 
-    def save(self, path: str | Path) -> None:
-        """Write config and fitted state to ``path`` with ``torch.save``."""
+    def save(self, path: str | Path, **extra: Any) -> None:
+        """Write config and fitted state to ``path`` with ``torch.save``, atomically (a temporary
+        file, then a rename: a killed process never leaves a torn checkpoint). ``extra``: numbers
+        and strings stored beside them (the runner stores the fit time), read by :meth:`load_with_extra`."""
+        from genbench.fsutil import atomic_write
+
         self._check_fitted()
-        torch.save({"config": dataclasses.asdict(self.config), "state": self.state_dict()}, path)
+        blob = {"config": dataclasses.asdict(self.config), "state": self.state_dict(), "extra": dict(extra)}
+        atomic_write(path, lambda tmp: torch.save(blob, tmp))
 
     @classmethod
     def load(cls: type[M], path: str | Path, map_location: str | torch.device = "cpu") -> M:
         """Read a model written by :meth:`save` (safe: ``weights_only=True``)."""
+        return cls.load_with_extra(path, map_location)[0]
+
+    @classmethod
+    def load_with_extra(cls: type[M], path: str | Path,
+                        map_location: str | torch.device = "cpu") -> tuple[M, dict[str, Any]]:
+        """``(model, extra)`` from a file written by :meth:`save`."""
         blob = torch.load(path, map_location=map_location, weights_only=True)
-        model = cls(cls.Config(**blob["config"]))
+        model = cls(cls.Config.from_dict(blob["config"]))
         model.load_state_dict(blob["state"])
-        return model
+        return model, dict(blob.get("extra", {}))
 
     # -- helpers for subclasses -------------------------------------------------------------
     @property
@@ -255,13 +322,23 @@ class LatentModel(ABC):
         if not self.is_fitted:
             raise NotFittedError(f"{type(self).__name__} is not fitted yet: call fit(observations) first")
 
+    def _require(self, capability: str, call: str) -> None:
+        """Raise :class:`MissingCapabilityError` naming ``capability`` when this model lacks it."""
+        if not getattr(self.capabilities, capability):
+            raise self._missing(capability, call)
+
+    def _missing(self, capability: str, call: str) -> MissingCapabilityError:
+        return MissingCapabilityError(
+            f"{type(self).__name__}.{call} is not available: its capabilities.{capability} is False "
+            f"(check model.capabilities before calling; reconstruct(observations) always works)")
+
     def _check_obs(self, obs: Observations, *, fitting: bool = False) -> None:
         """Validate observations at the boundary: type, operator support, image shape."""
         if not isinstance(obs, Observations):
             raise TypeError(f"{type(self).__name__} expects Observations (make them with "
                             f"operator.observe(x)), got {type(obs).__name__}")
-        if not isinstance(obs.op, self.supported_operators):
-            names = ", ".join(c.__name__ for c in self.supported_operators)
+        if not isinstance(obs.op, self.capabilities.operators):
+            names = ", ".join(c.__name__ for c in self.capabilities.operators)
             raise UnsupportedOperatorError(f"{type(self).__name__} does not support the "
                                            f"{type(obs.op).__name__} operator (supported: {names})")
         if len(obs) == 0:
@@ -285,57 +362,26 @@ class LatentModel(ABC):
         return math.prod(self.image_shape_)
 
 
-class GeneratorModel(LatentModel):
-    """A model whose decoder is the shared Generator, fitted as ``generator_``: decoding is
-    written once here for ABP, the VAE and the GAN."""
-
-    Config: ClassVar[type[ModelConfig]] = GeneratorConfig
-    config: GeneratorConfig
-
-    @torch.inference_mode()
-    def decode(self, z: Tensor) -> Tensor:
-        self._check_fitted()
-        z = z.to(self.device_)
-        return torch.cat([self.generator_(z[b]) for b in self._batches(len(z), self.config.eval_batch_size)])
-
-    def _fast(self, net: torch.nn.Module) -> torch.nn.Module:
-        """``net`` as fit and infer call it: ``torch.compile(net)`` when ``config.compile`` (one
-        compiled wrapper per network, sharing its weights; save and load use ``net`` itself)."""
-        if not self.config.compile:
-            return net
-        cache = self.__dict__.setdefault("_compiled", {})
-        if id(net) not in cache:
-            cache[id(net)] = (net, torch.compile(net))  # net kept so its id is not reused
-        return cache[id(net)][1]
-
-    def _autocast(self) -> AbstractContextManager:
-        """bf16 autocast for the forward passes when ``config.amp`` and the data is on CUDA."""
-        return autocast(self.device_, self.config.amp)
-
-
 # ---------------------------------------------------------------------------------- reference methods
 @dataclass(frozen=True)
-class ReferenceConfig(ModelConfig):
-    """Config of a reference method: it learns no latent code, so ``latent_dim`` is 0."""
-
-    latent_dim: int = 0
-
-    def __post_init__(self) -> None:
-        if self.latent_dim != 0:
-            raise ValueError(f"{type(self).__name__}: a reference method learns no latent code; "
-                             f"latent_dim must be 0, got {self.latent_dim!r}")
+class ReferenceConfig(BaseConfig):
+    """Config of a reference method: it learns no latent code, so it has no ``latent_dim``.
+    Subclasses add the method's own fields."""
 
 
 class ReferenceMethod(LatentModel):
     """A classical recovery that learns nothing (``biharmonic``, ``lasso-dct``): the rows that
     show what learning buys. ``fit`` only records the image shape; ``reconstruct`` calls
-    :meth:`recover`. It has no latent code and draws no samples (``infer``, ``decode`` and
-    ``sample`` raise ``NotImplementedError``); the runner runs it once per seed (latent_dim 0).
-    A CPU-only method (numpy, scikit-learn) copies what it reads to the host itself and may
-    return its result there: :meth:`reconstruct` moves it back to the observations' device."""
+    :meth:`recover`. Its capabilities say it has no latent code, learns nothing and draws no
+    samples, so callers use only ``fit`` and ``reconstruct`` (the runner runs it once per seed,
+    with no latent dim); ``infer``, ``decode`` and ``sample`` raise
+    :class:`MissingCapabilityError` naming the capability. A CPU-only method (numpy,
+    scikit-learn) copies what it reads to the host itself and may return its result there:
+    :meth:`reconstruct` moves it back to the observations' device. A subclass narrows the
+    operators: ``capabilities = dataclasses.replace(ReferenceMethod.capabilities, operators=(PixelMask,))``."""
 
-    Config: ClassVar[type[ModelConfig]] = ReferenceConfig
-    uses_latent_dim: ClassVar[bool] = False
+    Config: ClassVar[type[BaseConfig]] = ReferenceConfig
+    capabilities: ClassVar[Capabilities] = Capabilities(latent_code=False, learns=False, samples=False)
 
     @abstractmethod
     def recover(self, obs: Observations) -> Tensor:
@@ -350,18 +396,11 @@ class ReferenceMethod(LatentModel):
         self._check_obs(obs)
         return self.recover(obs).to(obs.device, torch.float32).clamp(-1.0, 1.0)
 
-    def _no_latent(self) -> NotImplementedError:
-        return NotImplementedError(f"{type(self).__name__} is a reference method: it learns no latent "
-                                   f"code and cannot sample; use reconstruct(observations)")
-
     def infer(self, obs: Observations) -> Tensor:
-        raise self._no_latent()
+        raise self._missing("latent_code", "infer")
 
     def decode(self, z: Tensor) -> Tensor:
-        raise self._no_latent()
-
-    def sample(self, n: int) -> Tensor:
-        raise self._no_latent()
+        raise self._missing("latent_code", "decode")
 
     def state_dict(self) -> dict[str, Any]:
         return {"image_shape": list(self.image_shape_)}
@@ -369,3 +408,12 @@ class ReferenceMethod(LatentModel):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.image_shape_ = tuple(int(v) for v in state["image_shape"])
         self.device_ = torch.device("cpu")
+
+
+def __getattr__(name: str) -> Any:
+    """``genbench.model.GeneratorConfig`` / ``GeneratorModel``: they live in
+    :mod:`genbench.generator_model` (which imports this module), found here lazily."""
+    if name in ("GeneratorConfig", "GeneratorModel"):
+        from genbench import generator_model
+        return getattr(generator_model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,13 +14,23 @@ operator                  observation y = A(x)
 ========================  =================================================================
 
 An operator ``observe``\\ s a batch once, which yields an :class:`Observations` object: the
-observed data ``y`` together with the per-image mask (for masks) and the operator itself.
+observed data ``y = noise(A(x))`` together with the per-image mask (for masks) and the operator
+itself. The built-in operators are noiseless (:meth:`Operator.noise` returns its input); a
+subclass that adds measurement noise overrides that one hook, drawing from the operator's own
+generator, while ``apply`` stays the noiseless A that the likelihood compares with y.
 Models learn from and recover from ``Observations``; they never branch on the operator type:
 they call :func:`gaussian_nll` (the likelihood term ``||y - A(x_hat)||^2 / (2 sigma^2)`` over the
 observed entries), ``obs.apply(x_hat)`` or ``obs.naive_inverse()``.
 
-Randomness: each operator owns a CPU ``torch.Generator`` seeded from ``seed``; masks and
-matrices are drawn on the CPU and then moved, so the same seed gives the same masks on any
+Every operator here is linear and has its adjoint, ``adjoint(y, mask)`` = A^T y (checked by the
+property test <A x, y> = <x, A^T y> in tests/test_operators.py, as deepinv's ``LinearPhysics``
+does); the naive inverse of a linear operator is A^T y (zero-fill for a mask). Each registers
+itself with :func:`~genbench.registry.register_operator` under its ``name``, with a small example
+instance that the contract tests observe tiny digits through (every registered model is checked
+through every registered operator).
+
+Randomness: each operator owns a CPU ``torch.Generator`` seeded from ``seed``; masks, matrices
+and noise are drawn on the CPU and then moved, so the same seed gives the same masks on any
 device. Successive ``observe`` calls draw fresh masks (train, then test); :meth:`Operator.reset`
 rewinds to the seed.
 
@@ -41,6 +51,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from genbench.registry import register_operator
+
 ImageShape = tuple[int, int, int]
 
 
@@ -57,8 +69,19 @@ def check_images(x: Tensor, name: str = "x") -> None:
 class Operator(nn.Module):
     """Base class: an observation process y = A(x) with its own random state.
 
-    Subclasses implement :meth:`draw_mask` (if they occlude), :meth:`apply` and
-    :meth:`naive_inverse`. ``name`` is the short identifier used in result tables.
+    Subclasses implement :meth:`apply` and, if linear, :meth:`adjoint` (the naive inverse is then
+    A^T y); :meth:`draw_mask` if they occlude; :meth:`noise` if the measurement is noisy (observe
+    = apply + noise); :meth:`naive_inverse` if A^T y is not a good image-shaped guess. ``name`` is
+    the short identifier used in result tables and the operator registry.
+
+    Example (a noisy projection; deepinv's ``physics/forward.py`` splits its physics the same way)::
+
+        class NoisyProjection(RandomProjection):
+            name = "noisy-projection"
+
+            def noise(self, y):
+                eps = torch.randn(y.shape, generator=self._generator, device=self._host)
+                return y + 0.1 * eps.to(y.device)
     """
 
     name: str = "operator"
@@ -94,19 +117,29 @@ class Operator(nn.Module):
             mask = mask.to(x.device)
         self.to(x.device)
         with torch.no_grad():
-            y = self.apply(x, mask)
+            y = self.noise(self.apply(x, mask))
         return Observations(y=y, op=self, mask=mask, image_shape=tuple(x.shape[1:]))
 
     def check_image_shape(self, image_shape: ImageShape) -> None:
         """Raise a ValueError when this operator cannot observe images of this shape."""
 
     def apply(self, x_hat: Tensor, mask: Tensor | None = None) -> Tensor:
-        """A(x_hat), differentiable in x_hat. ``mask`` is the (B, 1, H, W) mask of the batch."""
+        """A(x_hat), noiseless and differentiable in x_hat. ``mask`` is the (B, 1, H, W) mask of the batch."""
         raise NotImplementedError
 
+    def noise(self, y: Tensor) -> Tensor:
+        """The measurement noise model, applied once by :meth:`observe`: y = noise(A(x)).
+        Noiseless by default (returns ``y`` itself); an override draws from ``self._generator``
+        (on ``self._host``, then moved to y's device), so that :meth:`reset` replays it."""
+        return y
+
+    def adjoint(self, y: Tensor, mask: Tensor | None = None) -> Tensor:
+        """A^T y, image-shaped (B, C, H, W), for a linear operator: <A x, y> = <x, A^T y>."""
+        raise NotImplementedError(f"{type(self).__name__} defines no adjoint (is it linear?)")
+
     def naive_inverse(self, y: Tensor, mask: Tensor | None, image_shape: ImageShape) -> Tensor:
-        """An image-shaped guess from y alone (zero-fill for masks, A^T y for projections)."""
-        raise NotImplementedError
+        """An image-shaped guess from y alone: A^T y by default (zero-fill for masks)."""
+        return self.adjoint(y, mask)
 
     def describe(self) -> dict[str, Any]:
         """Parameters that identify this operator, for configs and result tables."""
@@ -116,30 +149,39 @@ class Operator(nn.Module):
         return ", ".join(f"{k}={v}" for k, v in self.describe().items() if k != "name")
 
 
+@register_operator("identity", example=lambda image_shape, seed: Identity(seed=seed))
 class Identity(Operator):
-    """y = x: every entry is observed."""
+    """y = x: every entry is observed (A = A^T = I)."""
 
     name = "identity"
 
     def apply(self, x_hat: Tensor, mask: Tensor | None = None) -> Tensor:
         return x_hat
 
-    def naive_inverse(self, y: Tensor, mask: Tensor | None, image_shape: ImageShape) -> Tensor:
+    def adjoint(self, y: Tensor, mask: Tensor | None = None) -> Tensor:
         return y
 
 
 class _Mask(Operator):
-    """Shared behaviour of occlusion masks: y = m * x, naive inverse = zero-fill."""
+    """Shared behaviour of occlusion masks: y = m * x; self-adjoint (A^T y = m * y), so the
+    naive inverse A^T y is the zero-fill, which y already is."""
 
     def apply(self, x_hat: Tensor, mask: Tensor | None = None) -> Tensor:
-        if mask is None:
-            raise ValueError(f"{type(self).__name__}.apply needs the batch's mask (from Observations)")
-        return x_hat * mask
+        return x_hat * self._need(mask, "apply")
+
+    def adjoint(self, y: Tensor, mask: Tensor | None = None) -> Tensor:
+        return y * self._need(mask, "adjoint")
 
     def naive_inverse(self, y: Tensor, mask: Tensor | None, image_shape: ImageShape) -> Tensor:
-        return y
+        return y  # = adjoint(y, mask): the occluded entries of an observation are already 0
+
+    def _need(self, mask: Tensor | None, call: str) -> Tensor:
+        if mask is None:
+            raise ValueError(f"{type(self).__name__}.{call} needs the batch's mask (from Observations)")
+        return mask
 
 
+@register_operator("pixel-mask", example=lambda image_shape, seed: PixelMask(p=0.5, seed=seed))
 class PixelMask(_Mask):
     """Salt-and-pepper occlusion: the image is cut into ``cell`` x ``cell`` cells (the last row
     and column of cells may be cropped) and each cell is occluded independently with
@@ -173,6 +215,8 @@ class PixelMask(_Mask):
         return {"name": self.name, "p": self.p, "cell": self.cell, "seed": self.seed}
 
 
+@register_operator("block-mask",
+                   example=lambda image_shape, seed: BlockMask(size=max(1, min(image_shape[1:]) // 2), seed=seed))
 class BlockMask(_Mask):
     """One ``size`` x ``size`` occluded square per image, top-left corner uniform over the
     positions that keep it inside the image (the ABP paper's M20/M30 on 64x64 faces)."""
@@ -206,6 +250,8 @@ class BlockMask(_Mask):
         return {"name": self.name, "size": self.size, "seed": self.seed}
 
 
+@register_operator("projection", example=lambda image_shape, seed: RandomProjection(
+    k=max(1, math.prod(image_shape) // 2), image_shape=image_shape, seed=seed))
 class RandomProjection(Operator):
     """y = A vec(x) with K white-noise images as the rows of A, A_kj ~ N(0, 1/K).
 
@@ -238,12 +284,9 @@ class RandomProjection(Operator):
     def apply(self, x_hat: Tensor, mask: Tensor | None = None) -> Tensor:
         return x_hat.flatten(1) @ self.matrix.T  # (B, K)
 
-    def adjoint(self, y: Tensor) -> Tensor:
-        """A^T y, reshaped to images (B, C, H, W)."""
+    def adjoint(self, y: Tensor, mask: Tensor | None = None) -> Tensor:
+        """A^T y for y (B, K), reshaped to images (B, C, H, W); also the naive inverse."""
         return (y @ self.matrix).view(y.shape[0], *self.image_shape)
-
-    def naive_inverse(self, y: Tensor, mask: Tensor | None, image_shape: ImageShape) -> Tensor:
-        return self.adjoint(y)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "k": self.k, "seed": self.seed}

@@ -8,9 +8,14 @@ linear / spherical interpolations between the inferred codes of test images (as 
 paper's figures). :func:`write_grids` turns them into PNGs under ``grids/``:
 
 - ``grids/recoveries/<task>__<variant>__<protocol>__<split>__d<d>__s<seed>.png``: rows
-  "original", "observed", then one row per model, side by side;
+  "original", "observed", then one row per model, side by side (a method without a latent code
+  joins the grid of every latent dim);
 - ``grids/samples/<model>__d<d>__s<seed>.png``: 64 prior samples;
 - ``grids/interpolations/<model>__d<d>__s<seed>__<linear|spherical>.png``: one row per pair.
+
+Which file holds what is recorded in ``images/manifest.jsonl`` (one JSON object per kept file:
+``kind``, ``file`` and the cell's keys), which :func:`keep_images` appends and :func:`write_grids`
+reads; file names are written, never parsed back.
 
 Example::
 
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -33,6 +39,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 from torchvision.utils import make_grid, save_image  # noqa: E402
+
+from genbench.fsutil import atomic_write  # noqa: E402
 
 #: images kept per cell, samples per fit, interpolation pairs and steps
 N_KEEP = 8
@@ -66,23 +74,67 @@ def interpolate(z0: Tensor, z1: Tensor, steps: int = N_STEPS, kind: str = "linea
 
 
 # ----------------------------------------------------------------------------------- keeping images
-def recovery_path(run_dir: Path, task: str, variant: str, protocol: str, split: str, model: str,
-                  latent_dim: int, seed: int) -> Path:
-    name = _SEP.join([task, variant, protocol, split, model, f"d{latent_dim}", f"s{seed}"])
-    return Path(run_dir) / "images" / "recoveries" / f"{name}.pt"
+MANIFEST = "manifest.jsonl"
 
 
-def samples_path(run_dir: Path, model: str, latent_dim: int, seed: int) -> Path:
-    return Path(run_dir) / "images" / "samples" / f"{_SEP.join([model, f'd{latent_dim}', f's{seed}'])}.pt"
+def keep_images(run_dir: Path, kind: str, tensors: dict[str, Tensor], **keys: object) -> Path:
+    """Save ``tensors`` for the grids and record them in the manifest: ``kind`` is ``recoveries``
+    (keys task, variant, protocol, split, model, latent_dim, seed) or ``samples`` (model, latent_dim,
+    seed). Returns the tensor file."""
+    parts = [str(v) if v is not None else "-" for v in keys.values()]
+    name = _SEP.join(re.sub(r"[^A-Za-z0-9_.-]+", "-", p) for p in parts) + ".pt"
+    path = Path(run_dir) / "images" / kind / name
+    save_tensors(path, tensors)
+    record = {"kind": kind, "file": str(path.relative_to(run_dir)), **keys}
+    with (Path(run_dir) / "images" / MANIFEST).open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")  # one short line per append: never interleaved
+    return path
+
+
+def keep_recoveries(run_dir: Path, obs, x: Tensor, x_hat: Tensor, **keys: object) -> Path:
+    """Keep the first :data:`N_KEEP` images of a scored split: the clean images, their observation
+    (the operator's naive inverse) and the recovery."""
+    n = min(N_KEEP, len(x))
+    return keep_images(run_dir, "recoveries", {"x": x[:n], "observed": obs[:n].naive_inverse(),
+                                               "x_hat": x_hat[:n]}, **keys)
+
+
+def keep_samples(run_dir: Path, fitted, x_test: Tensor, identity, **keys: object) -> Path:
+    """Keep :data:`N_SAMPLES` prior samples (if the model samples) and linear / spherical interpolations
+    between the codes inferred for pairs of test images (observed through ``identity``). The caller seeds."""
+    kept: dict[str, Tensor] = {}
+    if fitted.capabilities.samples:
+        kept["samples"] = fitted.sample(N_SAMPLES)
+    x = x_test[: 2 * N_PAIRS]
+    if len(x) >= 2:
+        z = fitted.infer(identity.observe(x))
+        for kind in ("linear", "spherical"):
+            path = interpolate(z[0::2][: len(z) // 2], z[1::2], kind=kind)
+            kept[kind] = fitted.decode(path).clamp(-1, 1)
+    return keep_images(run_dir, "samples", kept, **keys)
+
+
+def _manifest(run_dir: Path, kind: str) -> list[dict]:
+    """The manifest's records of ``kind``, the last record per file winning; unreadable lines skipped."""
+    path = run_dir / "images" / MANIFEST
+    if not path.exists():
+        return []
+    records: dict[str, dict] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a torn last line
+        if isinstance(record, dict) and record.get("kind") == kind and (run_dir / str(record.get("file"))).is_file():
+            records[record["file"]] = record
+    return list(records.values())
 
 
 def save_tensors(path: Path, tensors: dict[str, Tensor]) -> None:
     """``torch.save`` CPU copies (write to a temporary name, then rename: never a torn file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     # clone: a slice of a big tensor would otherwise save the whole underlying storage
-    torch.save({k: v.detach().float().cpu().clone() for k, v in tensors.items()}, tmp)
-    tmp.replace(path)
+    blob = {k: v.detach().float().cpu().clone() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: torch.save(blob, tmp))
 
 
 # ------------------------------------------------------------------------------------------- grids
@@ -130,25 +182,26 @@ def _model_order(run_dir: Path) -> dict[str, int]:
         return {}
 
 
+def _dim(d: object) -> str:
+    return "d-" if d is None else f"d{d}"
+
+
 def write_grids(run_dir: str | Path) -> list[Path]:
-    """Write every grid of a run folder from its ``images/`` (see the module docstring)."""
+    """Write every grid of a run folder from the images its manifest lists (see the module docstring)."""
     run_dir = Path(run_dir)
     written: list[Path] = []
     order = _model_order(run_dir)
-    groups: dict[tuple, dict[tuple[str, int], Path]] = defaultdict(dict)
-    for path in sorted((run_dir / "images" / "recoveries").glob("*.pt")):
-        parts = path.stem.split(_SEP)
-        if len(parts) != 7:
-            continue
-        task, variant, protocol, split, model, d, seed = parts
-        groups[(task, variant, protocol, split, seed)][(model, int(d[1:]))] = path
-    for (task, variant, protocol, split, seed), members in groups.items():
-        dims = sorted({d for _, d in members if d != 0}) or [0]
-        for d in dims:  # latent-free reference methods (d=0) join every latent dim's grid
-            chosen = sorted((((order.get(m, len(order)), m), dd), p) for (m, dd), p in members.items()
-                            if dd in (d, 0))
+    groups: dict[tuple, dict[tuple[str, int | None], Path]] = defaultdict(dict)
+    for r in _manifest(run_dir, "recoveries"):
+        key = (r["task"], r["variant"], r["protocol"], r["split"], r["seed"])
+        groups[key][(r["model"], r["latent_dim"])] = run_dir / r["file"]
+    for (task, variant, protocol, split, seed), members in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        dims = sorted({d for _, d in members if d is not None}) or [None]
+        for d in dims:  # methods without a latent code join every latent dim's grid
+            chosen = sorted(((order.get(m, len(order)), m), p) for (m, dd), p in members.items()
+                            if dd in (d, None))
             rows: list[tuple[str, Tensor]] = []
-            for ((_, model), _), path in chosen:
+            for (_, model), path in chosen:
                 blob = _load(path)
                 if blob is None:
                     continue
@@ -156,22 +209,23 @@ def write_grids(run_dir: str | Path) -> list[Path]:
                     rows = [("original", blob["x"]), ("observed", blob["observed"])]
                 rows.append((model, blob["x_hat"]))
             if rows:
-                name = _SEP.join([task, variant, protocol, split, f"d{d}", seed]) + ".png"
-                title = f"{task} / {variant} / {protocol} / {split} (d={d}, seed {seed[1:]})"
+                name = _SEP.join([task, variant, protocol, split, _dim(d), f"s{seed}"]) + ".png"
+                title = f"{task} / {variant} / {protocol} / {split} ({'' if d is None else f'd={d}, '}seed {seed})"
                 written.append(_labelled_rows(rows, run_dir / "grids" / "recoveries" / name, title))
-    for path in sorted((run_dir / "images" / "samples").glob("*.pt")):
-        blob = _load(path)
+    for r in sorted(_manifest(run_dir, "samples"), key=lambda r: r["file"]):
+        blob = _load(run_dir / r["file"])
         if blob is None:
             continue
+        stem = _SEP.join([r["model"], _dim(r["latent_dim"]), f"s{r['seed']}"])
         if "samples" in blob:
-            out = run_dir / "grids" / "samples" / f"{path.stem}.png"
+            out = run_dir / "grids" / "samples" / f"{stem}.png"
             out.parent.mkdir(parents=True, exist_ok=True)
             save_image(_to01(blob["samples"]), out, nrow=int(math.sqrt(len(blob["samples"]))) or 1,
                        padding=1, pad_value=1.0)
             written.append(out)
         for kind in ("linear", "spherical"):
             if kind in blob:
-                out = run_dir / "grids" / "interpolations" / f"{path.stem}{_SEP}{kind}.png"
+                out = run_dir / "grids" / "interpolations" / f"{stem}{_SEP}{kind}.png"
                 out.parent.mkdir(parents=True, exist_ok=True)
                 save_image(_to01(blob[kind]), out, nrow=N_STEPS, padding=1, pad_value=1.0)
                 written.append(out)

@@ -1,4 +1,19 @@
-"""Registries of models and tasks: a dict plus a decorator that validates.
+"""Registries: one validating class, :class:`Registry`, for every kind of named object.
+
+A registry is a dict plus a decorator that validates (STYLE.md 5, torch-fidelity's ``registry.py``):
+a name is unique and well formed, the object satisfies its kind's interface, and an unknown name
+fails with a sentence that lists the choices. genbench keeps one registry per kind:
+
+==============  ===============================  ==================================================
+registry        holds                            registered with
+==============  ===============================  ==================================================
+``MODELS``      :class:`ModelSpec`               :func:`register_model` (a class decorator)
+``TASKS``       task classes                     :func:`register_task`
+``METRICS``     :class:`~genbench.metrics.Metric` :func:`register_metric`
+``OPERATORS``   :class:`OperatorSpec`            :func:`register_operator` (a class decorator)
+``DATASETS``    loaders                          :func:`genbench.data.register_dataset`
+``EXECUTORS``   executor classes                 :func:`register_executor`
+==============  ===============================  ==================================================
 
 Models register with :func:`register_model`; a variant of the same class registers again
 under another name with fixed config values::
@@ -7,14 +22,12 @@ under another name with fixed config values::
     @register_model("abp-gd", description="ABP, gradient descent (no noise)", langevin_noise=False)
     class ABP(LatentModel): ...
 
-Packages outside genbench add models through the ``genbench.models`` entry-point group: each
-entry point names a module (or object) whose import registers its models. A single file or a
-module that is not installed is a *plug-in*: :func:`load_plugins` imports it (``--plugin FILE.py``
-or ``--plugin package.module`` on the command line; the registry itself loads those named by the
-``GENBENCH_PLUGINS`` environment variable on first use) and :func:`loaded_plugins` says which were
-loaded, so a run can record and reload them.
-The CLI reads every choice from here; nothing else in genbench dispatches on a model's name.
-See docs/adding_a_model.md.
+Packages outside genbench add models through the ``genbench.models`` entry-point group; single files
+and modules are plug-ins (:mod:`genbench.plugins`).
+
+This module imports no torch: the command line reads names and descriptions of the built-ins
+from :mod:`genbench.catalog` without importing them. Everything else reads its choices from here;
+nothing in genbench dispatches on a name. See docs/adding_a_model.md and docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -22,30 +35,112 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
-import os
 import re
-import sys
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from genbench.model import LatentModel, ModelConfig
+if TYPE_CHECKING:
+    from genbench.model import LatentModel
+    from genbench.operators import ImageShape, Operator
 
 ENTRY_POINT_GROUP = "genbench.models"
 PLUGINS_ENV = "GENBENCH_PLUGINS"  # comma-separated plug-in files / modules, loaded on first use
-BUILTIN_MODEL_MODULES = ("genbench.abp", "baselines.pca", "baselines.vae", "baselines.dcgan", "baselines.rbm",
-                         "baselines.dbn", "baselines.classical")
-BUILTIN_TASK_MODULES = ("tasks.reconstruction", "tasks.inpainting", "tasks.projection")
+BUILTIN_MODULES = ("genbench.metrics", "genbench.ssim", "genbench.operators", "genbench.abp", "baselines.pca", "baselines.vae",
+                   "baselines.dcgan", "baselines.rbm", "baselines.dbn", "baselines.classical",
+                   "tasks.reconstruction", "tasks.inpainting", "tasks.projection", "tasks.deblurring")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
+
+T = TypeVar("T")
+C = TypeVar("C", bound=type)
 
 
 class RegistryError(ValueError):
-    """A name is unknown, taken, or a registered class breaks the interface."""
+    """A name is unknown, taken, or a registered object breaks its interface."""
 
 
+class Registry(Generic[T]):
+    """Named objects of one kind: a dict plus validation on the way in and a clear error on the way out.
+
+    ``validate(name, obj)`` raises :class:`RegistryError` (or ValueError) when ``obj`` does not satisfy
+    the kind's interface; ``load`` runs before the first lookup (it imports the built-ins and the
+    plug-ins, so a registry read early still sees them).
+
+    Example::
+
+        >>> SHAPES = Registry("shape")
+        >>> SHAPES.add("square", 4)
+        >>> SHAPES.get("circle")
+        RegistryError: unknown shape 'circle'; available shapes: square
+    """
+
+    def __init__(self, kind: str, *, validate: Callable[[str, T], None] | None = None,
+                 load: Callable[[], None] | None = None) -> None:
+        self.kind = kind
+        self._validate = validate
+        self._load = load
+        self._items: dict[str, T] = {}
+
+    def add(self, name: str, obj: T) -> T:
+        """Register ``obj`` under ``name`` after validating both; returns ``obj``."""
+        self.check_name(name)
+        if self._validate is not None:
+            try:
+                self._validate(name, obj)
+            except RegistryError:
+                raise
+            except ValueError as err:
+                raise RegistryError(f"{self.kind} {name!r}: {err}") from None
+        self._items[name] = obj
+        return obj
+
+    def check_name(self, name: str) -> None:
+        """Raise :class:`RegistryError` unless ``name`` is well formed and free (a decorator calls this
+        before it decorates, so the mistake is reported where the name is written)."""
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise RegistryError(f"{self.kind} name {name!r} must be lower-case letters, digits, '-' or '_' "
+                                f"(starting with a letter or digit)")
+        if name in self._items:
+            raise RegistryError(f"a {self.kind} named {name!r} is already registered "
+                                f"({self._items[name]!r}); pick another name")
+
+    def remove(self, name: str) -> None:
+        """Unregister ``name`` (tests and failed plug-ins); an unknown name is ignored."""
+        self._items.pop(name, None)
+
+    def get(self, name: str) -> T:
+        """The object registered as ``name``; an unknown name raises :class:`RegistryError`."""
+        items = self.as_dict()
+        if name not in items:
+            raise RegistryError(f"unknown {self.kind} {name!r}; available {self.kind}s: "
+                                f"{', '.join(sorted(items)) or 'none'}")
+        return items[name]
+
+    def as_dict(self) -> dict[str, T]:
+        """Every registered object by name, in registration order."""
+        if self._load is not None:
+            self._load()
+        return dict(self._items)
+
+    def names(self) -> list[str]:
+        return list(self.as_dict())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.as_dict()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self.as_dict())
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {len(self._items)} registered)"
+
+
+# ------------------------------------------------------------------------------------------- models
 @dataclass(frozen=True)
 class ModelSpec:
     """A registered model: its class, fixed config values and a one-line description."""
@@ -63,8 +158,16 @@ class ModelSpec:
         """The name a fit of this model is keyed and seeded by."""
         return self.shares_fit_with or self.name
 
-    def make_config(self, **overrides: Any) -> ModelConfig:
+    @property
+    def capabilities(self) -> Any:
+        """The class's :class:`~genbench.model.Capabilities` (latent code, learns, samples ...)."""
+        return self.cls.capabilities
+
+    def make_config(self, **overrides: Any) -> Any:
         """The model's config: dataclass defaults <- registered defaults <- overrides."""
+        from genbench.model import check_renamed
+
+        check_renamed(self.cls.Config, overrides)
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self.cls.Config)}
         if unknown:
             raise RegistryError(f"model {self.name!r} has no config field(s) {sorted(unknown)}; "
@@ -80,63 +183,38 @@ def config_fields(config_cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(config_cls)]
 
 
-_MODELS: dict[str, ModelSpec] = {}
-_TASKS: dict[str, Any] = {}
-_loaded = False
-_PLUGINS: dict[str, str] = {}  # loaded plug-in (absolute file path or module name) -> module name
+def _validate_model(name: str, spec: ModelSpec) -> None:
+    from genbench.model import BaseConfig, Capabilities, LatentModel
 
-C = TypeVar("C", bound=type)
-
-
-def _check_name(name: str, kind: str, taken: Mapping[str, Any]) -> None:
-    if not _NAME.match(name):
-        raise RegistryError(f"{kind} name {name!r} must be lower-case letters, digits, '-' or '_'")
-    if name in taken:
-        raise RegistryError(f"a {kind} named {name!r} is already registered "
-                            f"({taken[name]!r}); pick another name")
-
-
-def register_model(name: str, *, description: str = "", shares_fit_with: str | None = None,
-                   **defaults: Any) -> Callable[[C], C]:
-    """Class decorator: register ``cls`` under ``name`` with fixed config ``defaults``.
-
-    Checks that the class derives from :class:`~genbench.model.LatentModel`, that its
-    ``Config`` is a frozen dataclass derived from :class:`~genbench.model.ModelConfig`, and
-    that every default names a config field. ``shares_fit_with`` names a model of the same class
-    whose fitted weights this one reuses: their registered defaults may differ only in the class's
-    ``inference_fields`` (checked), and the runner then fits once for both.
-    """
-
-    def decorate(cls: C) -> C:
-        _check_name(name, "model", _MODELS)
-        if not (isinstance(cls, type) and issubclass(cls, LatentModel)):
-            raise RegistryError(f"model {name!r}: {cls!r} must subclass genbench.model.LatentModel")
-        config_cls = cls.Config
-        if not (dataclasses.is_dataclass(config_cls) and issubclass(config_cls, ModelConfig)
-                and config_cls.__dataclass_params__.frozen):
-            raise RegistryError(f"model {name!r}: {cls.__name__}.Config must be a frozen dataclass "
-                                f"derived from genbench.model.ModelConfig")
-        abstract = getattr(cls, "__abstractmethods__", frozenset())
-        if abstract:
-            raise RegistryError(f"model {name!r}: {cls.__name__} does not implement "
-                                f"{sorted(abstract)}")
-        unknown = set(defaults) - set(config_fields(config_cls))
-        if unknown:
-            raise RegistryError(f"model {name!r}: registered defaults name no config field(s) "
-                                f"{sorted(unknown)}; {config_cls.__name__} has {config_fields(config_cls)}")
-        spec = ModelSpec(name, cls, dict(defaults), description or (cls.__doc__ or "").strip().split("\n")[0],
-                         shares_fit_with)
-        spec.make_config()  # fails now, not mid-sweep, if the defaults are wrong
-        if shares_fit_with == name:
-            raise RegistryError(f"model {name!r} cannot share a fit with itself")
-        for a, b in [(spec, _MODELS.get(shares_fit_with or ""))] + [
-                (other, spec) for other in _MODELS.values() if other.shares_fit_with == name]:
-            if b is not None:
-                _check_shared_fit(a, b)
-        _MODELS[name] = spec
-        return cls
-
-    return decorate
+    cls = spec.cls
+    if not (isinstance(cls, type) and issubclass(cls, LatentModel)):
+        raise RegistryError(f"model {name!r}: {cls!r} must subclass genbench.model.LatentModel")
+    config_cls = cls.Config
+    if not (dataclasses.is_dataclass(config_cls) and issubclass(config_cls, BaseConfig)
+            and config_cls.__dataclass_params__.frozen):
+        raise RegistryError(f"model {name!r}: {cls.__name__}.Config must be a frozen dataclass "
+                            f"derived from genbench.model.ModelConfig (or BaseConfig)")
+    if not isinstance(getattr(cls, "capabilities", None), Capabilities):
+        raise RegistryError(f"model {name!r}: {cls.__name__}.capabilities must be a "
+                            f"genbench.model.Capabilities, got {getattr(cls, 'capabilities', None)!r}")
+    if cls.capabilities.latent_code and "latent_dim" not in config_fields(config_cls):
+        raise RegistryError(f"model {name!r}: its capabilities say it has a latent code, but "
+                            f"{config_cls.__name__} has no latent_dim field (derive it from ModelConfig)")
+    abstract = getattr(cls, "__abstractmethods__", frozenset())
+    if abstract:
+        raise RegistryError(f"model {name!r}: {cls.__name__} does not implement {sorted(abstract)}")
+    unknown = set(spec.defaults) - set(config_fields(config_cls))
+    if unknown:
+        raise RegistryError(f"model {name!r}: registered defaults name no config field(s) "
+                            f"{sorted(unknown)}; {config_cls.__name__} has {config_fields(config_cls)}")
+    spec.make_config()  # fails now, not mid-sweep, if the defaults are wrong
+    if spec.shares_fit_with == name:
+        raise RegistryError(f"model {name!r} cannot share a fit with itself")
+    models = MODELS._items
+    for a, b in [(spec, models.get(spec.shares_fit_with or ""))] + [
+            (other, spec) for other in models.values() if other.shares_fit_with == name]:
+        if b is not None:
+            _check_shared_fit(a, b)
 
 
 def _check_shared_fit(spec: ModelSpec, base: ModelSpec) -> None:
@@ -151,29 +229,140 @@ def _check_shared_fit(spec: ModelSpec, base: ModelSpec) -> None:
                             f"{sorted(differ)}, which change the fit (only {list(spec.cls.inference_fields)} may)")
 
 
-def register_task(name: str) -> Callable[[C], C]:
-    """Class decorator: register a task class (see :mod:`genbench.tasks`) under ``name``."""
+def register_model(name: str, *, description: str = "", shares_fit_with: str | None = None,
+                   **defaults: Any) -> Callable[[C], C]:
+    """Class decorator: register ``cls`` under ``name`` with fixed config ``defaults``.
+
+    Checks that the class derives from :class:`~genbench.model.LatentModel`, that its
+    ``Config`` is a frozen dataclass derived from :class:`~genbench.model.BaseConfig`, that it declares
+    its :class:`~genbench.model.Capabilities`, and that every default names a config field.
+    ``shares_fit_with`` names a model of the same class whose fitted weights this one reuses: their
+    registered defaults may differ only in the class's ``inference_fields`` (checked), and the runner
+    then fits once for both.
+    """
 
     def decorate(cls: C) -> C:
-        _check_name(name, "task", _TASKS)
-        _TASKS[name] = cls
+        if not isinstance(cls, type):
+            raise RegistryError(f"model {name!r}: {cls!r} must subclass genbench.model.LatentModel")
+        text = description or (cls.__doc__ or "").strip().split("\n")[0]
+        MODELS.add(name, ModelSpec(name, cls, dict(defaults), text, shares_fit_with))
         return cls
 
     return decorate
 
 
+# ------------------------------------------------------------------------------------ other kinds
+def _validate_task(name: str, cls: Any) -> None:
+    from genbench.task import Task
+
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise RegistryError(f"task {name!r}: {cls!r} must subclass genbench.task.Task")
+    abstract = getattr(cls, "__abstractmethods__", frozenset())
+    if abstract:
+        raise RegistryError(f"task {name!r}: {cls.__name__} does not implement {sorted(abstract)}")
+    unknown = [m for m in cls.metrics if m not in METRICS._items]
+    if unknown:
+        raise RegistryError(f"task {name!r}: {cls.__name__}.metrics names unregistered metric(s) {unknown}; "
+                            f"register them with genbench.registry.register_metric")
+
+
+def register_task(name: str) -> Callable[[C], C]:
+    """Class decorator: register a task class (a :class:`~genbench.task.Task`) under ``name``;
+    the metrics it names must be registered."""
+
+    def decorate(cls: C) -> C:
+        TASKS.add(name, cls)
+        return cls
+
+    return decorate
+
+
+def _validate_metric(name: str, metric: Any) -> None:
+    from genbench.metrics import Metric
+
+    if not isinstance(metric, Metric):
+        raise RegistryError(f"metric {name!r}: register a genbench.metrics.Metric, got {type(metric).__name__}")
+    if metric.name != name:
+        raise RegistryError(f"metric {name!r}: its name field is {metric.name!r}")
+
+
+def register_metric(metric: Any) -> Any:
+    """Register a :class:`~genbench.metrics.Metric` under its name; returns it."""
+    return METRICS.add(getattr(metric, "name", None), metric)
+
+
+@dataclass(frozen=True)
+class OperatorSpec:
+    """A registered operator class and how to build a small instance of it (contract tests)."""
+
+    name: str
+    cls: type[Operator]
+    example: Callable[[ImageShape, int], Operator]
+    description: str = ""
+
+
+def _validate_operator(name: str, spec: OperatorSpec) -> None:
+    from genbench.operators import Operator
+
+    if not (isinstance(spec.cls, type) and issubclass(spec.cls, Operator)):
+        raise RegistryError(f"operator {name!r}: {spec.cls!r} must subclass genbench.operators.Operator")
+    if getattr(spec.cls, "name", None) != name:
+        raise RegistryError(f"operator {name!r}: {spec.cls.__name__}.name is {getattr(spec.cls, 'name', None)!r}; "
+                            f"set it to {name!r} (result tables and checkpoints use it)")
+    if not callable(spec.example):
+        raise RegistryError(f"operator {name!r}: example must be a function (image_shape, seed) -> operator")
+
+
+def register_operator(name: str, *, example: Callable[[ImageShape, int], Operator],
+                      description: str = "") -> Callable[[C], C]:
+    """Class decorator: register an operator class; ``example(image_shape, seed)`` builds a small
+    instance for the contract tests (every registered model is tested through every operator)."""
+
+    def decorate(cls: C) -> C:
+        text = description or (cls.__doc__ or "").strip().split("\n")[0]
+        OPERATORS.add(name, OperatorSpec(name, cls, example, text))
+        return cls
+
+    return decorate
+
+
+def register_executor(name: str) -> Callable[[C], C]:
+    """Class decorator: register an executor class (see :mod:`genbench.executors`)."""
+
+    def decorate(cls: C) -> C:
+        EXECUTORS.add(name, cls)
+        return cls
+
+    return decorate
+
+
+_loaded = False
+
+
 def _load_all() -> None:
-    """Import the built-in models and tasks, the ``genbench.models`` entry points, then the
-    plug-ins named by ``GENBENCH_PLUGINS`` (so that pytest and worker processes see them too)."""
+    """Import the built-in models, tasks, metrics and operators, the ``genbench.models`` entry points,
+    then the plug-ins named by ``GENBENCH_PLUGINS`` (so that pytest and worker processes see them too)."""
     global _loaded
     if _loaded:
         return
     _loaded = True
-    for module in (*BUILTIN_MODEL_MODULES, *BUILTIN_TASK_MODULES):
+    for module in BUILTIN_MODULES:
         importlib.import_module(module)
     _load_entry_points()
+    from genbench.plugins import _load_plugin
+
     for spec in plugins_from_env():
         _load_plugin(spec)
+
+
+MODELS: Registry[ModelSpec] = Registry("model", validate=_validate_model, load=_load_all)
+TASKS: Registry[type] = Registry("task", validate=_validate_task, load=_load_all)
+METRICS: Registry[Any] = Registry("metric", validate=_validate_metric, load=_load_all)
+OPERATORS: Registry[OperatorSpec] = Registry("operator", validate=_validate_operator, load=_load_all)
+DATASETS: Registry[Any] = Registry("dataset")  # filled by genbench.data (no torch-heavy load needed)
+EXECUTORS: Registry[type] = Registry("executor", load=lambda: importlib.import_module("genbench.executors"))
+# the stores themselves, for tests that set registrations aside
+_MODELS, _TASKS = MODELS._items, TASKS._items
 
 
 def load_entry_points() -> None:
@@ -197,139 +386,34 @@ def _load_entry_points() -> None:
 
 def available_models() -> dict[str, ModelSpec]:
     """Every registered model, built-ins and plug-ins, by name."""
-    _load_all()
-    return dict(_MODELS)
+    return MODELS.as_dict()
 
 
 def get_model(name: str) -> ModelSpec:
     """The spec of a registered model; an unknown name raises :class:`RegistryError`."""
-    models = available_models()
-    if name not in models:
-        raise RegistryError(f"unknown model {name!r}; available models: {', '.join(sorted(models))}")
-    return models[name]
+    return MODELS.get(name)
 
 
 def available_tasks() -> dict[str, Any]:
-    _load_all()
-    return dict(_TASKS)
+    return TASKS.as_dict()
 
 
 def get_task(name: str) -> Any:
-    tasks = available_tasks()
-    if name not in tasks:
-        raise RegistryError(f"unknown task {name!r}; available tasks: {', '.join(sorted(tasks))}")
-    return tasks[name]
+    return TASKS.get(name)
 
 
-# ---------------------------------------------------------------------------------------- plug-ins
-def plugins_from_env(environ: Mapping[str, str] | None = None) -> list[str]:
-    """The plug-ins named by ``GENBENCH_PLUGINS`` (comma-separated files or modules), in order."""
-    text = (os.environ if environ is None else environ).get(PLUGINS_ENV, "")
-    return [item.strip() for item in text.split(",") if item.strip()]
+def available_metrics() -> dict[str, Any]:
+    """Every registered :class:`~genbench.metrics.Metric`, in registration order."""
+    return METRICS.as_dict()
 
 
-def load_plugins(specs: Iterable[str]) -> list[str]:
-    """Import plug-ins so that their ``@register_model`` / ``@register_task`` decorators run.
-
-    Each spec is a Python file (``path/to/mine.py``: it ends in ``.py`` or names a path; imported
-    by file path as module ``mine``) or an importable module (``mypackage.models``). The built-in
-    models are loaded first, so a plug-in that reuses a built-in name is the one blamed. Loading
-    the same plug-in twice is a no-op. Returns the canonical names of ``specs`` (absolute paths for
-    files), as :func:`loaded_plugins` records them.
-
-    A missing file, a module that cannot be imported, an import that raises, or a new file or
-    module that registers nothing raises :class:`RegistryError` with one line that says which
-    plug-in and why; whatever that plug-in registered before failing is removed again.
-    """
-    specs = list(specs)
-    if specs:  # the built-ins first (torch-heavy: not for a command that names no plug-in)
-        _load_all()
-    return [_load_plugin(spec) for spec in specs]
+def get_metric(name: str) -> Any:
+    return METRICS.get(name)
 
 
-def loaded_plugins() -> list[str]:
-    """Plug-ins loaded so far, in load order: absolute file paths and module names (for
-    ``config.json``: ``load_plugins(loaded_plugins())`` in another process registers the same
-    models)."""
-    return list(_PLUGINS)
+def available_operators() -> dict[str, OperatorSpec]:
+    return OPERATORS.as_dict()
 
 
-def _is_file_spec(spec: str) -> bool:
-    return spec.endswith(".py") or "/" in spec or os.sep in spec
-
-
-def _load_plugin(spec: str) -> str:
-    spec = spec.strip()
-    if not spec:
-        raise RegistryError("empty plug-in name: give a file (mine.py) or a module (package.module)")
-    is_file = _is_file_spec(spec)
-    key = str(Path(spec).expanduser().resolve()) if is_file else spec
-    if key in _PLUGINS:
-        return key
-    if is_file and _already_imported(spec, Path(key)):  # e.g. imported with sys.path set up
-        _PLUGINS[key] = Path(key).stem
-        return key
-    models, tasks = set(_MODELS), set(_TASKS)
-    try:
-        module_name, fresh = _import_file(Path(key)) if is_file else _import_module(spec)
-    except Exception as exc:
-        _forget(models, tasks)
-        missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
-        if not is_file and missing and (spec + ".").startswith(missing + "."):  # the plug-in itself
-            raise RegistryError(f"plug-in module {spec!r} not found: install its package or add its folder "
-                                f"to PYTHONPATH (give a file as a path ending in .py)") from None
-        detail = str(exc) if isinstance(exc, RegistryError) else f"{type(exc).__name__}: {exc}"
-        raise RegistryError(f"plug-in {spec!r} failed to import: {' '.join(detail.split())}") from exc
-    if fresh and set(_MODELS) == models and set(_TASKS) == tasks:
-        raise RegistryError(f"plug-in {spec!r} registered no model: decorate its model class with "
-                            f"@register_model(\"name\") from genbench.registry")
-    _PLUGINS[key] = module_name
-    return key
-
-
-def _already_imported(spec: str, file: Path) -> bool:
-    """Check the file can be imported as a module named after it; True if it already was."""
-    if not file.is_file():
-        raise RegistryError(f"plug-in file {spec!r} does not exist (looked for {file})")
-    if file.suffix != ".py":
-        raise RegistryError(f"plug-in file {spec!r} is not a Python file (*.py)")
-    if not file.stem.isidentifier():
-        raise RegistryError(f"plug-in file {spec!r}: {file.stem!r} is not a valid module name; rename "
-                            f"the file (letters, digits and '_')")
-    other = sys.modules.get(file.stem)
-    if other is None:
-        return False
-    where = getattr(other, "__file__", None)
-    if where and Path(where).resolve() == file:
-        return True
-    raise RegistryError(f"plug-in file {spec!r} would replace the module {file.stem!r} already imported "
-                        f"from {where or 'the standard library'}; rename the file")
-
-
-def _import_file(file: Path) -> tuple[str, bool]:
-    """Import ``file`` as a top-level module named after it: (module name, True)."""
-    name = file.stem
-    module_spec = importlib.util.spec_from_file_location(name, file)
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[name] = module  # dataclasses and pickle look classes up through sys.modules
-    try:
-        module_spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
-    return name, True
-
-
-def _import_module(spec: str) -> tuple[str, bool]:
-    """Import a module by dotted name: (its name, whether this call imported it)."""
-    fresh = spec not in sys.modules
-    importlib.import_module(spec)
-    return spec, fresh
-
-
-def _forget(models: set[str], tasks: set[str]) -> None:
-    """Remove what a failed plug-in registered: it must not half-register."""
-    for name in set(_MODELS) - models:
-        del _MODELS[name]
-    for name in set(_TASKS) - tasks:
-        del _TASKS[name]
+# the plug-in loaders live in genbench.plugins; these names stay importable from here
+from genbench.plugins import _PLUGINS, load_plugins, loaded_plugins, plugins_from_env  # noqa: E402, F401

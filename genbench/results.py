@@ -2,8 +2,9 @@
 
 A *cell* is one (dataset, model, task, variant, protocol, split, latent_dim, seed); it yields one row per metric.
 Rows are appended to ``results.csv`` by ``ResultsWriter`` (crash-safe: a whole cell per write, then fsync),
-read back with ``read_results``, and turned into pivots (``summary_table``) and a markdown report
-(``summary_markdown`` / ``write_summary``). ``genbench/report.py`` adds the CSV tables and plots of one or more runs.
+read back with ``read_results``, and turned into pivots and summaries (:mod:`genbench.summary`: the one
+aggregation over seeds, pivots and ``summary.md``); :mod:`genbench.report` adds the CSV tables and plots of one
+or more runs.
 
 Example::
 
@@ -30,18 +31,20 @@ import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from .metrics import MAE, MAE_ALL, MSE, PSNR
+from genbench.fsutil import write_text
 
 RUN_ID = "run_id"
 DATASET = "dataset"
 MODEL = "model"
 TASK = "task"
 VARIANT = "variant"
+LEVEL_NAME = "level_name"  # the variant's axis (e.g. "block size"), "" for none
+LEVEL = "level"  # the variant's value on it (e.g. 14), empty for none
+LEVEL_UNIT = "level_unit"  # e.g. "px"
 PROTOCOL = "protocol"
 SPLIT = "split"
 LATENT_DIM = "latent_dim"
@@ -60,11 +63,12 @@ CONFIG_HASH = "config_hash"
 VERSIONS = "versions"
 
 COLUMNS = (
-    RUN_ID, DATASET, MODEL, TASK, VARIANT, PROTOCOL, SPLIT, LATENT_DIM, SEED, METRIC, VALUE, N_IMAGES,
+    RUN_ID, DATASET, MODEL, TASK, VARIANT, LEVEL_NAME, LEVEL, LEVEL_UNIT, PROTOCOL, SPLIT, LATENT_DIM, SEED,
+    METRIC, VALUE, N_IMAGES,
     FIT_SECONDS, EVAL_SECONDS, INFER_SECONDS, INFER_STEPS, DEVICE, STATUS, MESSAGE, CONFIG_HASH, VERSIONS,
 )  # fmt: skip
 INT_COLUMNS = (LATENT_DIM, SEED, N_IMAGES, INFER_STEPS)
-FLOAT_COLUMNS = (VALUE, FIT_SECONDS, EVAL_SECONDS, INFER_SECONDS)
+FLOAT_COLUMNS = (LEVEL, VALUE, FIT_SECONDS, EVAL_SECONDS, INFER_SECONDS)
 STR_COLUMNS = tuple(c for c in COLUMNS if c not in INT_COLUMNS + FLOAT_COLUMNS)
 
 STATUS_OK = "ok"
@@ -72,18 +76,8 @@ STATUS_FAILED = "failed"
 STATUS_UNSUPPORTED = "unsupported"
 STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_UNSUPPORTED)
 
-#: Metrics where a larger value is better; every other metric is an error (smaller is better).
-HIGHER_IS_BETTER = frozenset({PSNR})
-
-#: Metrics of ``summary.md``, in order.
-SUMMARY_METRICS = (MAE, MAE_ALL, MSE, PSNR)
-
-CELL_KEYS = (MODEL, LATENT_DIM, TASK, VARIANT, PROTOCOL, SPLIT)
-PIVOT_INDEX = (MODEL, LATENT_DIM)
-PIVOT_COLUMNS = (TASK, VARIANT, PROTOCOL, SPLIT)
-
-Stat = Literal["mean", "std", "count"]
-_STATS = ("mean", "std", "count")
+#: what identifies one cell's split in the table (the level columns follow from the variant)
+CELL_KEYS = (MODEL, LATENT_DIM, TASK, VARIANT, LEVEL_NAME, LEVEL, LEVEL_UNIT, PROTOCOL, SPLIT)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,6 +86,8 @@ class ResultRow:
 
     ``status`` is ``"ok"``, ``"failed"`` or ``"unsupported"``; ``message`` holds the error text ("" when ok).
     ``infer_seconds`` is inference time per image, ``infer_steps`` the inference iterations used.
+    ``latent_dim`` is None for a method with no latent code; ``level``/``level_name``/``level_unit`` are the
+    variant's axis (None / "" for a variant on none).
     """
 
     run_id: str
@@ -99,9 +95,12 @@ class ResultRow:
     model: str
     task: str
     variant: str
+    level_name: str = ""
+    level: float | None = None
+    level_unit: str = ""
     protocol: str
     split: str
-    latent_dim: int
+    latent_dim: int | None
     seed: int
     metric: str
     value: float
@@ -207,6 +206,42 @@ def _csv_value(v: object) -> object:
     return float(v) if isinstance(v, (np.floating,)) else v
 
 
+@dataclass(frozen=True)
+class RawRows:
+    """``results.csv`` as text fields: the header, the data rows, and whether a torn last line was cut."""
+
+    header: list[str]
+    rows: list[list[str]]
+    torn: bool
+
+
+def read_raw_rows(path: str | Path) -> RawRows | None:
+    """Read ``results.csv`` as strings, tolerating a torn last line (a process killed mid-write): it is
+    left out and ``torn`` is True. None when there is no file, or only a torn header (the file is then
+    removed: the table starts again). A header other than ``COLUMNS`` raises ``ValueError``."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    original = path.read_text(encoding="utf-8")
+    text = original
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]  # a torn last line (killed mid-write)
+    records = list(csv.reader(io.StringIO(text)))
+    if not records:  # killed while writing the header
+        path.unlink()
+        return None
+    if tuple(records[0]) != COLUMNS:
+        raise ValueError(f"{path} has columns {records[0]}, expected {list(COLUMNS)}")
+    return RawRows(records[0], records[1:], text != original)
+
+
+def rewrite_rows(path: str | Path, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Replace ``results.csv`` with these text rows (atomically)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([header, *rows])
+    write_text(path, buf.getvalue())
+
+
 def read_results(path: str | Path) -> pd.DataFrame:
     """Read a results CSV: columns in ``COLUMNS`` order (extra columns kept after them), ints as int64
     (nullable Int64 if a value is missing), floats as float64 (NaN kept), strings as str with "" not NaN."""
@@ -241,123 +276,3 @@ def _parse(column: pd.Series, cast: type, path: Path) -> pd.Series:
     if cast is int:
         return pd.Series(pd.array(values, dtype="Int64"), index=column.index)
     return pd.Series([math.nan if v is None else v for v in values], index=column.index, dtype="float64")
-
-
-# ---------------------------------------------------------------------------------------------------- views
-
-
-def summary_table(df: pd.DataFrame, metric: str = MAE, stat: Stat = "mean") -> pd.DataFrame:
-    """Pivot the ``ok`` rows of one metric: index ``(model, latent_dim)``, columns ``(task, variant, protocol,
-    split)``, values aggregated over seeds with ``stat`` (std is NaN for a single seed; count is a float)."""
-    if stat not in _STATS:
-        raise ValueError(f"stat must be one of {_STATS}, got {stat!r}")
-    rows = df[(df[STATUS] == STATUS_OK) & (df[METRIC] == metric)]
-    if rows.empty:
-        present = sorted(df.loc[df[STATUS] == STATUS_OK, METRIC].unique().tolist())
-        raise ValueError(f"no ok rows for metric {metric!r}; metrics with ok rows: {present}")
-    grouped = rows.groupby(list(PIVOT_INDEX + PIVOT_COLUMNS), sort=True, dropna=False)[VALUE].agg(stat)
-    table = grouped.unstack(list(PIVOT_COLUMNS))
-    return table.astype("float64")
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A GitHub markdown table: header row, ``|---|`` separator, one line per row; pipes in cells escaped and
-    newlines turned into spaces."""
-
-    def cell(v: object) -> str:
-        return " ".join(str(v).split()).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _fmt(metric: str, v: float) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "nan"
-    return f"{v:.2f}" if metric == PSNR else f"{v:#.4g}"  # '#' keeps trailing zeros: 0.4000, not 0.4
-
-
-def row_label(model: str, latent_dim: object) -> str:
-    """``model (d=10)``; a reference method (latent_dim 0, no latent code) is just its name."""
-    return model if str(latent_dim) == "0" else f"{model} (d={latent_dim})"
-
-
-def _metric_table(ok: pd.DataFrame, metric: str) -> str:
-    """Markdown table of one task and one metric: "mean ± std" over seeds, best per column in bold."""
-    stats = ok.groupby(list(CELL_KEYS), sort=False, dropna=False)[VALUE].agg(["mean", "std", "count"])
-    col_keys = list(dict.fromkeys(k[2:] for k in stats.index))  # (task, variant, protocol, split), first-seen
-    row_keys = list(dict.fromkeys(k[:2] for k in stats.index))  # (model, latent_dim)
-    higher = metric in HIGHER_IS_BETTER
-    best = {}
-    for ck in col_keys:
-        means = [stats.loc[rk + ck, "mean"] for rk in row_keys if rk + ck in stats.index]
-        means = [m for m in means if not math.isnan(m)]
-        best[ck] = (max(means) if higher else min(means)) if means else None
-    body = []
-    for rk in row_keys:
-        cells = [row_label(*rk)]
-        for ck in col_keys:
-            if rk + ck not in stats.index:
-                cells.append("—")
-                continue
-            mean, std, count = stats.loc[rk + ck, ["mean", "std", "count"]]
-            text = _fmt(metric, mean) if count < 2 else f"{_fmt(metric, mean)} ± {_fmt(metric, std)}"
-            cells.append(f"**{text}**" if best[ck] is not None and mean == best[ck] else text)
-        body.append(cells)
-    header = ["model"] + [" / ".join(str(p) for p in ck[1:]) for ck in col_keys]
-    return markdown_table(header, body)
-
-
-def summary_markdown(df: pd.DataFrame, metrics: Sequence[str] = (MAE,), *, title: str = "genbench results",
-                     level: int = 1) -> str:
-    """A markdown report of the table: a title; per task and per metric a table (rows "model (d=latent)",
-    columns "variant / protocol / split", cells "mean ± std" over seeds, std omitted for one seed, best mean per
-    column in bold: lowest for errors, highest for psnr); the failed/unsupported cells, if any; the row and seed
-    counts. mae/mse show 4 significant digits, psnr 2 decimals. The title is a level-``level`` heading and the
-    sections one level below (``level=2`` nests the summary of one dataset in a larger report)."""
-    h1, h2 = "#" * level, "#" * (level + 1)
-    lines = [f"{h1} {title}", ""]
-    runs = ", ".join(str(r) for r in pd.unique(df[RUN_ID])) if len(df) else ""
-    datasets = ", ".join(str(d) for d in pd.unique(df[DATASET])) if len(df) else ""
-    if runs:
-        lines += [f"Run: {runs}. Dataset: {datasets}.", ""]
-    ok = df[df[STATUS] == STATUS_OK]
-    for task in pd.unique(ok[TASK]):
-        task_rows = ok[ok[TASK] == task]
-        for metric in metrics:
-            rows = task_rows[task_rows[METRIC] == metric]
-            if rows.empty:
-                continue
-            unit = " (higher is better)" if metric in HIGHER_IS_BETTER else " (lower is better)"
-            lines += [f"{h2} {task}: {metric}{unit}", "", _metric_table(rows, metric), ""]
-    bad = df[df[STATUS] != STATUS_OK]
-    if not bad.empty:
-        keys = list(CELL_KEYS) + [STATUS, MESSAGE]
-        by_cell = bad.groupby(keys, sort=False, dropna=False)[SEED]
-        cells = by_cell.agg(lambda s: ", ".join(map(str, sorted(set(s)))))  # one line per cell, not per metric
-        body = [
-            [row_label(m, d), t, v, p, s, seeds, st, _shorten(msg)]
-            for (m, d, t, v, p, s, st, msg), seeds in cells.items()
-        ]
-        header = ["model", "task", "variant", "protocol", "split", "seeds", "status", "message"]
-        lines += [f"{h2} Failed or unsupported cells", "", markdown_table(header, body), ""]
-    seeds = sorted(pd.unique(df[SEED]).tolist()) if len(df) else []
-    seed_text = f"{len(seeds)} seed(s): {', '.join(map(str, seeds))}" if seeds else "no seeds"
-    lines.append(f"{len(df)} rows; {seed_text}.")
-    return "\n".join(lines) + "\n"
-
-
-def _shorten(message: str, limit: int = 300) -> str:
-    message = " ".join(str(message).split())
-    return message if len(message) <= limit else message[: limit - 1] + "…"
-
-
-def write_summary(df: pd.DataFrame, path: str | Path, metrics: Sequence[str] = SUMMARY_METRICS) -> Path:
-    """Write ``summary_markdown(df, metrics)`` to ``path`` (atomically: temp file, then rename); return it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(summary_markdown(df, metrics), encoding="utf-8")
-    os.replace(tmp, path)
-    return path

@@ -1,34 +1,49 @@
-"""What a task is: named variants (each an operator recipe), the protocols it runs under, the
-splits it scores, and how one recovery is scored. The runner (:mod:`genbench.runner`) does the
-rest, identically for every task.
+"""What a task is: named variants (each an operator recipe with its numeric level), the protocols it
+runs under, the splits it scores, the registered metrics it reports, and how it evaluates a fitted
+model on one split, given an :class:`EvalContext`. The runner (:mod:`genbench.runner`) does the
+rest (fits, seeds, devices, rows), identically for every task.
 
-A task module (``tasks/<name>.py``) subclasses :class:`Task` and registers it::
+A task module (``tasks/<name>.py``) subclasses :class:`Task` (or :class:`RecoveryTask`, for "observe,
+recover, score the recovery") and registers it::
 
     @register_task("reconstruction")
-    class Reconstruction(Task):
+    class Reconstruction(RecoveryTask):
         def variants(self, image_shape):
             return [Variant("identity", lambda shape, seed: Identity(seed))]
+
+A task that evaluates the model itself (a likelihood, sample quality) overrides :meth:`Task.evaluate`
+and reads ``ctx.model``, ``ctx.observed``, ``ctx.clean`` and ``ctx.generator``.
 
 Protocols:
 
 - ``clean-train``: the model learned from clean training images (one fit per model, latent
-  dim and seed, shared by every task and variant); it recovers observations of ``splits``.
+  dim and seed, shared by every task and variant); it is evaluated on observations of ``splits``.
 - ``learn-from-corrupted``: the model learns only from the observed (corrupted) training
-  images of this variant, as in the ABP paper, and recovery is scored on those training
+  images of this variant, as in the ABP paper, and is evaluated on those training
   observations and on observed test images.
+
+Variants carry their axis: ``Variant("block-14", ..., level=14, level_name="block", level_unit="px")``
+puts ``level_name``, ``level`` and ``level_unit`` columns in ``results.csv``, from which the report
+draws its sweep plots for any task; nothing is parsed back out of the variant's name.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import Tensor
 
-from genbench.metrics import METRICS, score
+from genbench.metrics import PIXEL_METRICS, Recovery
 from genbench.operators import ImageShape, Observations, Operator
+from genbench.registry import get_metric
+
+if TYPE_CHECKING:
+    import torch
+
+    from genbench.model import LatentModel
 
 CLEAN_TRAIN = "clean-train"
 LEARN_FROM_CORRUPTED = "learn-from-corrupted"
@@ -38,15 +53,73 @@ SPLITS = ("train", "test", "negative")
 
 @dataclass(frozen=True)
 class Variant:
-    """One setting of a task: a short stable name and how to build its operator.
+    """One setting of a task: a short stable name, how to build its operator, and its level.
 
     ``make_operator(image_shape, seed)`` returns a fresh operator; the runner builds one per
     (variant, seed) so a projection matrix is shared by the train and test observations.
+    ``level`` is the variant's position on its axis (``0.7``, ``14``, ``100``), ``level_name``
+    names the axis (``fraction``, ``block``, ``K``) and ``level_unit`` its unit (``px``; "" for
+    none); a variant on no axis leaves them None.
     """
 
     name: str
     make_operator: Callable[[ImageShape, int], Operator]
     protocols: tuple[str, ...] = (CLEAN_TRAIN,)
+    level: float | None = None
+    level_name: str | None = None
+    level_unit: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.level is None) != (self.level_name is None):
+            raise ValueError(f"variant {self.name!r}: give level and level_name together "
+                             f"(got level={self.level!r}, level_name={self.level_name!r})")
+        unknown = set(self.protocols) - set(PROTOCOLS)
+        if unknown:
+            raise ValueError(f"variant {self.name!r}: unknown protocol(s) {sorted(unknown)}; "
+                             f"choose from {', '.join(PROTOCOLS)}")
+
+
+@dataclass
+class EvalContext:
+    """What a task sees when it evaluates one cell: the fitted model, the operator of the variant,
+    each split observed through it and the clean images (both capped at ``n_eval`` images), a
+    seeded CPU random generator, the device and the runner's clock (CUDA-synchronised).
+
+    ``reconstruct(split)`` is the timed recovery most tasks need; it refuses non-finite output."""
+
+    model: LatentModel
+    op: Operator
+    observed: Mapping[str, Observations]
+    clean: Mapping[str, Tensor]
+    generator: torch.Generator
+    device: torch.device
+    clock: Callable[[], float]
+
+    def reconstruct(self, split: str) -> tuple[Tensor, float]:
+        """``(x_hat, seconds)``: the model's recovery of the observed ``split``."""
+        import torch
+
+        from genbench.model import DivergenceError
+
+        t0 = self.clock()
+        x_hat = self.model.reconstruct(self.observed[split])
+        seconds = self.clock() - t0
+        if not bool(torch.isfinite(x_hat).all()):
+            raise DivergenceError(f"{type(self.model).__name__}.reconstruct returned non-finite values "
+                                  f"(NaN or inf) on the {split} split")
+        return x_hat, seconds
+
+
+@dataclass
+class SplitResult:
+    """A task's evaluation of one split: a value per metric it names, how many images, inference time
+    per image and steps, and optionally the recovery (kept as a few images for the grids)."""
+
+    scores: dict[str, float]
+    n_images: int
+    infer_seconds: float = float("nan")
+    infer_steps: int = 0
+    recovery: tuple[Observations, Tensor, Tensor] | None = field(default=None, repr=False)  # (obs, x, x_hat)
 
 
 class Task(ABC):
@@ -58,8 +131,8 @@ class Task(ABC):
                                                        LEARN_FROM_CORRUPTED: ("train", "test")}
     #: parameter names and defaults this task accepts
     default_params: ClassVar[Mapping[str, Any]] = {}
-    #: the metrics :meth:`score` returns, one result row each
-    metrics: ClassVar[tuple[str, ...]] = METRICS
+    #: registered metric names :meth:`evaluate` returns, one result row each
+    metrics: ClassVar[tuple[str, ...]] = PIXEL_METRICS
 
     def __init__(self, params: Mapping[str, Any] | None = None) -> None:
         params = dict(params or {})
@@ -73,9 +146,39 @@ class Task(ABC):
     def variants(self, image_shape: ImageShape) -> list[Variant]:
         """The variants to run on images of this shape (validated: bad parameters raise)."""
 
+    @abstractmethod
+    def evaluate(self, ctx: EvalContext, split: str) -> SplitResult:
+        """Evaluate ``ctx.model`` on one split; ``scores`` holds every metric of :meth:`metric_names`."""
+
+    @classmethod
+    def metric_names(cls) -> tuple[str, ...]:
+        """The metrics of this task's rows, in order: the ones it names (:attr:`metrics`), then the
+        registered metrics that add themselves to it (``Metric.tasks``), in registration order."""
+        from genbench.registry import available_metrics
+
+        extra = [m.name for m in available_metrics().values() if cls.name in m.tasks and m.name not in cls.metrics]
+        return (*cls.metrics, *extra)
+
+
+class RecoveryTask(Task):
+    """A task scored on the model's recovery of observed images: every registered metric it names
+    is computed on :meth:`scored_region` (or the whole image, for metrics whose region is ``all``)."""
+
+    def scored_region(self, obs: Observations) -> Tensor | None:
+        """The entries a recovery is scored on: every pixel by default (None)."""
+        return None
+
+    def evaluate(self, ctx: EvalContext, split: str) -> SplitResult:
+        obs, x = ctx.observed[split], ctx.clean[split]
+        x_hat, seconds = ctx.reconstruct(split)
+        recovery = Recovery(x, x_hat, self.scored_region(obs))
+        scores = {m: get_metric(m).score(recovery) for m in self.metric_names()}
+        return SplitResult(scores, len(x), seconds / len(x), ctx.model.infer_steps, (obs, x, x_hat))
+
     def score(self, obs: Observations, x: Tensor, x_hat: Tensor) -> dict[str, float]:
-        """Metrics of one recovery: by default over every pixel of the image."""
-        return score(x, x_hat)
+        """The metrics of one recovery (the same numbers :meth:`evaluate` reports)."""
+        recovery = Recovery(x, x_hat, self.scored_region(obs))
+        return {m: get_metric(m).score(recovery) for m in self.metric_names()}
 
 
 def number_list(value: Any, name: str, kind: type) -> list:

@@ -30,10 +30,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from genbench.metrics import MAE, MAE_ALL, METRICS, score
+from genbench.metrics import MAE_ALL, PIXEL_METRICS
 from genbench.operators import BlockMask, ImageShape, Observations, PixelMask
 from genbench.registry import register_task
-from genbench.task import CLEAN_TRAIN, LEARN_FROM_CORRUPTED, Task, Variant, number_list
+from genbench.task import CLEAN_TRAIN, LEARN_FROM_CORRUPTED, RecoveryTask, Variant, number_list
 
 #: block sizes of the ABP paper (64x64) and ours for 28x28 digits
 PAPER_BLOCKS = {28: (10, 14), 64: (20, 30)}
@@ -47,11 +47,11 @@ def default_blocks(side: int) -> tuple[int, ...]:
 
 
 @register_task("inpainting")
-class Inpainting(Task):
+class Inpainting(RecoveryTask):
     """Salt-and-pepper and block occlusion; scored on the occluded pixels (and on all pixels)."""
 
     name = "inpainting"
-    metrics = (*METRICS, MAE_ALL)
+    metrics = (*PIXEL_METRICS, MAE_ALL)
     default_params = {"fractions": [0.5, 0.7, 0.9], "blocks": None, "cell": None}
 
     def variants(self, image_shape: ImageShape) -> list[Variant]:
@@ -74,14 +74,15 @@ class Inpainting(Task):
         if not fractions and not blocks:
             raise ValueError("task.inpainting has no variant: fractions and blocks are both empty")
         both = (CLEAN_TRAIN, LEARN_FROM_CORRUPTED)
-        out = [Variant(f"salt-pepper-{p:g}", _pixel_mask(p, cell), protocols=both) for p in fractions]
-        out += [Variant(f"block-{s}", _block_mask(s), protocols=both) for s in blocks]
+        out = [Variant(f"salt-pepper-{p:g}", _pixel_mask(p, cell), protocols=both, level=p,
+                       level_name="fraction occluded") for p in fractions]
+        out += [Variant(f"block-{s}", _block_mask(s), protocols=both, level=s, level_name="block size",
+                        level_unit="px") for s in blocks]
         return out
 
-    def score(self, obs: Observations, x: Tensor, x_hat: Tensor) -> dict[str, float]:
-        scores = score(x, x_hat, obs.occluded())
-        scores[MAE_ALL] = score(x, x_hat)[MAE]
-        return scores
+    def scored_region(self, obs: Observations) -> Tensor | None:
+        """The occluded pixels: the paper's recovery error is over what the model never saw."""
+        return obs.occluded()
 
 
 def _pixel_mask(p: float, cell: int):

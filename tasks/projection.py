@@ -24,7 +24,7 @@ import math
 
 from genbench.operators import ImageShape, RandomProjection
 from genbench.registry import register_task
-from genbench.task import CLEAN_TRAIN, LEARN_FROM_CORRUPTED, Task, Variant, number_list
+from genbench.task import CLEAN_TRAIN, LEARN_FROM_CORRUPTED, RecoveryTask, Variant, number_list
 
 #: K of the ABP paper's and CSGM's experiments, by (channels, side)
 PAPER_KS = {(1, 28): (20, 50, 100, 200), (3, 64): (100, 300, 1000)}
@@ -40,7 +40,7 @@ def default_ks(image_shape: ImageShape) -> tuple[int, ...]:
 
 
 @register_task("projection")
-class Projection(Task):
+class Projection(RecoveryTask):
     """Recovery from K random projections; scored over the whole image."""
 
     name = "projection"
@@ -58,7 +58,8 @@ class Projection(Task):
                                  f"{tuple(image_shape)} image), got {k}; set others with "
                                  f"--set 'task.projection.ks=[...]'")
         both = (CLEAN_TRAIN, LEARN_FROM_CORRUPTED)
-        return [Variant(f"k-{k}", _projection(k), protocols=both) for k in ks]
+        return [Variant(f"k-{k}", _projection(k), protocols=both, level=k, level_name="projections K")
+                for k in ks]
 
 
 def _projection(k: int):

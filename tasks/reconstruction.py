@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from genbench.operators import Identity, ImageShape
 from genbench.registry import register_task
-from genbench.task import CLEAN_TRAIN, Task, Variant
+from genbench.task import CLEAN_TRAIN, RecoveryTask, Variant
 
 
 @register_task("reconstruction")
-class Reconstruction(Task):
+class Reconstruction(RecoveryTask):
     """Fit on clean training images; reconstruct train, test and negative images."""
 
     name = "reconstruction"

@@ -56,7 +56,7 @@ def test_tiny_run_writes_every_section(harness, tmp_path: Path, capsys: pytest.C
         assert "max|W_ours - W_bare| = 0.0e+00" in by[name][0]["notes"]  # the same work on both sides
     for row in by["rbm-vs-sklearn"]:
         assert math.isfinite(_number(row["ratio"])) and _number(row["ratio"]) > 0
-    with_code = {n for n, spec in available_models().items() if spec.cls.uses_latent_dim}
+    with_code = {n for n, spec in available_models().items() if spec.capabilities.latent_code}
     assert {r["what"].split(":")[0] for r in by["inference"]} == with_code  # every registered one
     assert all(_number(r["ours"]) > 0 for r in by["inference"])
     r2 = [_number(r["ours"]) for r in by["scaling"] if r["unit"] == "R^2"]

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import baselines.dcgan as dcgan
-from baselines.dcgan import DCGAN, DCGANConfig, csgm_invert, discriminator_input
+from baselines.dcgan import DCGAN, DCGANConfig, discriminator_input
+from genbench.inference import csgm_invert
 from genbench.data import DataConfig, load_data
 from genbench.metrics import MAE, score
 from genbench.model import DivergenceError
@@ -17,7 +18,7 @@ from genbench.registry import get_model
 
 D = 4  # latent_dim used throughout
 SMALL = {"latent_dim": D, "width": 16, "n_epochs": 30, "batch_size": 25, "lr": 2e-3,
-         "inversion_steps": 30, "restarts": 1}
+         "infer_steps": 30, "restarts": 1}
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,7 @@ def test_more_restarts_never_have_a_higher_objective(digits, clean_model):
     assert energies[4].mean() < energies[1].mean()
 
 
-def test_more_inversion_steps_lower_the_objective_and_the_error(digits, clean_model):
+def test_more_infer_steps_lower_the_objective_and_the_error(digits, clean_model):
     obs = Identity().observe(digits[1])
     energies, errors = [], []
     for steps in (0, 30):
@@ -136,10 +137,13 @@ def test_nan_observations_raise_divergence(digits):
 
 
 def test_registration_and_config_checks():
-    model = get_model("dcgan").build(inversion_steps=7, restarts=3)
+    model = get_model("dcgan").build(infer_steps=7, restarts=3)
     assert model.infer_steps == 21 and not model.deterministic_inference
     assert (model.config.lr, model.config.beta1) == (2e-4, 0.5)
     with pytest.raises(ValueError, match="restarts"):
         DCGANConfig(restarts=0)
-    with pytest.raises(ValueError, match="inversion_lr"):
-        DCGANConfig(inversion_lr=0.0)
+    with pytest.raises(ValueError, match="infer_step_size"):
+        DCGANConfig(infer_step_size=0.0)
+    for old, new in (("inversion_steps", "infer_steps"), ("inversion_lr", "infer_step_size")):
+        with pytest.raises(ValueError, match=f"'{old}' was renamed to '{new}'"):
+            get_model("dcgan").cls.Config(**{old: 1})

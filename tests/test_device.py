@@ -30,19 +30,16 @@ from torch.utils._pytree import tree_flatten
 from genbench.abp import ABP
 from genbench.backbone import ConvTrunk, Generator
 from genbench.model import LatentModel
-from genbench.operators import BlockMask, Identity, Observations, PixelMask, RandomProjection
-from genbench.registry import available_models, available_tasks, get_model
+from genbench.operators import Identity, Observations
+from genbench.registry import available_models, available_operators, available_tasks, get_model
 
 MODELS = sorted(available_models())
 SHAPE = (1, 8, 8)
 LATENT = 4
 META = torch.device("meta")
-OPERATORS = {
-    "identity": lambda: Identity(seed=1),
-    "pixel-mask": lambda: PixelMask(p=0.5, seed=1),
-    "block-mask": lambda: BlockMask(size=4, seed=1),
-    "projection": lambda: RandomProjection(k=32, image_shape=SHAPE, seed=1),
-}
+#: every registered operator's example instance, identity first (as in tests/test_model_contract.py)
+OPERATORS = {name: (lambda name=name: available_operators()[name].example(SHAPE, 1))
+             for name in sorted(available_operators(), key=lambda name: (name != "identity", name))}
 #: caps on top of tiny_overrides: every code path runs, but for a few steps only
 FEW_STEPS = {"n_epochs": 2, "em_iters": 2}
 
@@ -83,14 +80,14 @@ def _on_cpu(tree, what: str) -> None:
 
 def _first_supported(name: str):
     cls = get_model(name).cls
-    return next(make() for make in OPERATORS.values() if isinstance(make(), cls.supported_operators))
+    return next(make() for make in OPERATORS.values() if isinstance(make(), cls.capabilities.operators))
 
 
 def _build(name: str) -> LatentModel:
     spec = get_model(name)
     fields = spec.cls.Config.__dataclass_fields__
     overrides = {**spec.cls.tiny_overrides, **{k: v for k, v in FEW_STEPS.items() if k in fields}}
-    if spec.cls.uses_latent_dim:
+    if spec.cls.capabilities.latent_code:
         overrides["latent_dim"] = LATENT
     return spec.build(**overrides)
 
@@ -107,9 +104,11 @@ def _exercise(model: LatentModel, op, tiny, tmp_path) -> None:
         assert model.fit(train) is model
         x_hat = model.reconstruct(test)
         _on_cpu(x_hat, "reconstruct")
-        if model.uses_latent_dim:
+        if model.capabilities.latent_code:
             z = model.infer(test)
-            _on_cpu((z, model.decode(z), model.sample(3)), "infer / decode / sample")
+            _on_cpu((z, model.decode(z)), "infer / decode")
+        if model.capabilities.samples:
+            _on_cpu(model.sample(3), "sample")
         _on_cpu(model.state_dict(), "state_dict")
         model.save(tmp_path / "model.pt")
         loaded = type(model).load(tmp_path / "model.pt")
@@ -129,7 +128,8 @@ def test_operator_creates_no_tensor_on_the_default_device(op_name, tiny):
         obs = _observe(op, tiny.test[:5], 2)
         x_hat = torch.zeros_like(tiny.test[:5]).requires_grad_(True)
         obs.apply(x_hat).sum().backward()
-        _on_cpu((obs.y, obs.mask, obs.naive_inverse(), obs.occluded(), x_hat.grad, list(op.buffers())),
+        adjoint = op.adjoint(obs.y, obs.mask)
+        _on_cpu((obs.y, obs.mask, obs.naive_inverse(), obs.occluded(), x_hat.grad, list(op.buffers()), adjoint),
                 op_name)
         assert obs.n_observed > 0
 
@@ -164,7 +164,7 @@ class _StrayGenerator(ABP):
 
 
 def test_the_guard_catches_a_tensor_made_without_a_device(tiny, tmp_path):
-    config = ABP.Config(latent_dim=LATENT, n_epochs=1, width=4, test_steps=2)
+    config = ABP.Config(latent_dim=LATENT, n_epochs=1, width=4, infer_steps=2)
     with pytest.raises(StrayTensorError, match="without device"):
         _exercise(_StrayLatents(config), Identity(), tiny, tmp_path)
     with pytest.raises(StrayTensorError, match="without device"):
@@ -182,7 +182,7 @@ def test_amp_is_a_no_op_on_cpu(tiny):
     outputs = []
     for amp in (False, True):
         torch.manual_seed(0)
-        model = ABP(ABP.Config(latent_dim=LATENT, n_epochs=1, width=4, test_steps=3, amp=amp)).fit(obs)
+        model = ABP(ABP.Config(latent_dim=LATENT, n_epochs=1, width=4, infer_steps=3, amp=amp)).fit(obs)
         outputs.append(model.reconstruct(obs))
     assert torch.equal(*outputs)
 
@@ -192,15 +192,16 @@ def test_runner_passes_execution_switches_to_the_models_that_have_them():
 
     from genbench.config import resolve_config
     from genbench.model import EXECUTION_FIELDS, hashed_config
+    from genbench.planning import cell_model_config  # the one builder of a cell's model config
     from genbench.runner import Runner
 
     notes: list[str] = []
-    runner = Runner(resolve_config("quick", overrides=["amp=true", "compile=true", "device=cpu"]),
-                    log=notes.append)
-    abp, pca = runner._model_config(get_model("abp"), 4), runner._model_config(get_model("pca"), 4)
+    on = resolve_config("quick", overrides=["amp=true", "compile=true", "device=cpu"])
+    Runner(on, log=notes.append)
+    abp, pca = cell_model_config(get_model("abp"), on, 4), cell_model_config(get_model("pca"), on, 4)
     assert abp.amp and abp.compile and not hasattr(pca, "amp")
     assert any("--amp" in n and "no-op" in n for n in notes)
-    off = Runner(resolve_config("quick"), log=notes.append)._model_config(get_model("abp"), 4)
+    off = cell_model_config(get_model("abp"), resolve_config("quick"), 4)
     assert not off.amp and not off.compile
     # switched off they are left out of the hashes, so runs without them keep their config hashes
     assert hashed_config(off) == {k: v for k, v in asdict(off).items() if k not in EXECUTION_FIELDS}
@@ -222,7 +223,7 @@ def test_compiled_generator_fits_and_infers_like_eager(tiny, request):
     outputs = []
     for compile_ in (False, True):
         torch.manual_seed(0)
-        model = ABP(ABP.Config(latent_dim=LATENT, n_epochs=2, width=4, test_steps=5, langevin_noise=False,
+        model = ABP(ABP.Config(latent_dim=LATENT, n_epochs=2, width=4, infer_steps=5, langevin_noise=False,
                                compile=compile_)).fit(obs)
         outputs.append(model.reconstruct(obs))
     torch.testing.assert_close(outputs[0], outputs[1], atol=1e-3, rtol=0)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from genbench.metrics import MAE, METRICS, MSE, PSNR, MetricAccumulator, score
+from genbench.metrics import MAE, MSE, PIXEL_METRICS, PSNR, MetricAccumulator, score
 
 
 def _images(n: int = 7, c: int = 2, h: int = 5, w: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -21,7 +21,7 @@ def _mask(n: int = 7, h: int = 5, w: int = 4, seed: int = 1) -> torch.Tensor:
 
 
 def test_names():
-    assert METRICS == ("mae", "mse", "psnr")
+    assert PIXEL_METRICS == ("mae", "mse", "psnr")
 
 
 def test_oracle_scores_zero_error_and_100db():
@@ -81,7 +81,7 @@ def test_streaming_is_batch_size_independent(batch):
         acc.update(x[i : i + batch], x_hat[i : i + batch], mask[i : i + batch])
     streamed = acc.compute()
     assert acc.n_images == len(x)
-    for name in METRICS:
+    for name in PIXEL_METRICS:
         assert streamed[name] == pytest.approx(one_shot[name], abs=1e-12)
 
 
@@ -91,14 +91,14 @@ def test_empty_masks_are_left_out():
     mask[1] = True
     out = score(x, x_hat, mask)
     alone = score(x[1:2], x_hat[1:2])
-    for name in METRICS:
+    for name in PIXEL_METRICS:
         assert out[name] == pytest.approx(alone[name], abs=1e-12)
 
 
 def test_all_masks_empty_gives_nan():
     x, x_hat = _images(n=2)
     out = score(x, x_hat, torch.zeros(2, 1, 5, 4))
-    assert all(math.isnan(out[name]) for name in METRICS)
+    assert all(math.isnan(out[name]) for name in PIXEL_METRICS)
 
 
 def test_out_of_range_x_hat_is_not_clipped():

@@ -1,8 +1,11 @@
-"""The contract every registered model passes (STYLE.md 7): parametrised over the registry, so a
-new model, built-in or plug-in, gets these checks for free.
+"""The contract every registered model passes (STYLE.md 7): parametrised over the registries of
+models and operators, so a new model or operator, built-in or plug-in, gets these checks for free
+(each registered operator's ``example`` builds the instance the digits are observed through).
 
 Fast checks use the model's ``dry_run_overrides`` (one step); the learning check uses its
-``tiny_overrides`` (seconds on 200 8x8 digits) and asks it to beat the mean image."""
+``tiny_overrides`` (seconds on 200 8x8 digits) and asks it to beat the mean image. What a model
+is asked is what its ``capabilities`` declare: the operators it supports, whether it has a latent
+code (``infer``, ``decode``, a ``latent_dim``) and whether it samples."""
 
 from __future__ import annotations
 
@@ -12,38 +15,40 @@ import pytest
 import torch
 
 from genbench.metrics import score
-from genbench.model import LatentModel, ModelConfig, NotFittedError, UnsupportedOperatorError
-from genbench.operators import BlockMask, Identity, PixelMask, RandomProjection
-from genbench.registry import RegistryError, available_models, get_model, register_model
+from genbench.model import (BaseConfig, Capabilities, LatentModel, MissingCapabilityError, NotFittedError,
+                            UnsupportedOperatorError)
+from genbench.operators import Identity, PixelMask, RandomProjection
+from genbench.registry import RegistryError, available_models, available_operators, get_model, register_model
 
 MODELS = sorted(available_models())
 SHAPE = (1, 8, 8)
-OPERATORS = {
-    "identity": lambda: Identity(seed=1),
-    "pixel-mask": lambda: PixelMask(p=0.5, seed=1),
-    "block-mask": lambda: BlockMask(size=4, seed=1),
-    "projection": lambda: RandomProjection(k=32, image_shape=SHAPE, seed=1),
-}
+#: the registered operators, identity first (the first supported one is the fast checks' operator)
+OPERATORS = sorted(available_operators(), key=lambda name: (name != "identity", name))
 LATENT = 4
+
+
+def _make_operator(op_name: str):
+    """The registered operator's example instance for 8x8 images (seed 1)."""
+    return available_operators()[op_name].example(SHAPE, 1)
 
 
 def _build(name: str, tiny: bool = False) -> LatentModel:
     spec = get_model(name)
-    latent = {"latent_dim": LATENT} if spec.cls.uses_latent_dim else {}
+    latent = {"latent_dim": LATENT} if spec.cls.capabilities.latent_code else {}
     return spec.build(**latent, **(spec.cls.tiny_overrides if tiny else spec.cls.dry_run_overrides))
 
 
 def _supports(name: str, op) -> bool:
-    return isinstance(op, get_model(name).cls.supported_operators)
+    return isinstance(op, get_model(name).cls.capabilities.operators)
 
 
 def _first_supported(name: str):
-    """The first operator of OPERATORS the model supports (identity for every latent model)."""
-    return next(make() for make in OPERATORS.values() if _supports(name, make()))
+    """The first registered operator the model supports (identity for every latent model)."""
+    return next(op for op in map(_make_operator, OPERATORS) if _supports(name, op))
 
 
 def _is_reference(name: str) -> bool:
-    return not get_model(name).cls.uses_latent_dim
+    return not get_model(name).cls.capabilities.latent_code
 
 
 def _observe(op, x: torch.Tensor, stream: int):
@@ -56,10 +61,28 @@ def test_builtin_models_are_registered():
             "biharmonic", "lasso-dct"} <= set(MODELS)
 
 
+def test_every_operator_is_registered_with_an_example():
+    assert {"identity", "pixel-mask", "block-mask", "projection"} <= set(OPERATORS)
+    for op_name in OPERATORS:
+        op = _make_operator(op_name)
+        assert op.name == op_name and op.observe(torch.zeros(2, *SHAPE)).image_shape == SHAPE
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_capabilities_are_declared_and_consistent(name):
+    cls = get_model(name).cls
+    caps = cls.capabilities
+    assert isinstance(caps, Capabilities) and caps.operators
+    assert all(isinstance(c, type) for c in caps.operators)
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    assert ("latent_dim" in fields) == caps.latent_code  # no number stands for "no latent code"
+    assert _build(name).deterministic_inference in (True, False)
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_config_is_frozen_and_constructor_only_stores_it(name):
     model = _build(name)
-    assert dataclasses.is_dataclass(model.config) and isinstance(model.config, ModelConfig)
+    assert dataclasses.is_dataclass(model.config) and isinstance(model.config, BaseConfig)
     with pytest.raises(dataclasses.FrozenInstanceError):
         model.config.latent_dim = 3
     assert not model.is_fitted
@@ -71,7 +94,7 @@ def test_config_is_frozen_and_constructor_only_stores_it(name):
 @pytest.mark.parametrize("op_name", OPERATORS)
 @pytest.mark.parametrize("name", MODELS)
 def test_fit_infer_reconstruct_sample_shapes_and_range(name, op_name, tiny):
-    op = OPERATORS[op_name]()
+    op = _make_operator(op_name)
     if not _supports(name, op):
         with pytest.raises(UnsupportedOperatorError, match=type(op).__name__):
             _build(name).fit(_observe(op, tiny.train, 1))
@@ -79,11 +102,13 @@ def test_fit_infer_reconstruct_sample_shapes_and_range(name, op_name, tiny):
     model = _build(name)
     assert model.fit(_observe(op, tiny.train, 1)) is model
     test = _observe(op, tiny.test, 2)
-    if _is_reference(name):  # no latent code, no samples: only the recovery
+    if _is_reference(name):  # no latent code (and here no samples): only the recovery
         x_hat = model.reconstruct(test)
         assert x_hat.shape == tiny.test.shape and x_hat.min() >= -1 and x_hat.max() <= 1
-        for call in (lambda: model.infer(test), lambda: model.sample(2)):
-            with pytest.raises(NotImplementedError, match="reference method"):
+        calls = [("latent_code", lambda: model.infer(test))]
+        calls += [] if model.capabilities.samples else [("samples", lambda: model.sample(2))]
+        for capability, call in calls:  # a clear error naming the capability the caller should check
+            with pytest.raises(MissingCapabilityError, match=f"capabilities.{capability} is False"):
                 call()
         return
     z = model.infer(test)
@@ -161,7 +186,7 @@ def test_learns_better_than_the_mean_image(name, op_name, tiny):
 
 @pytest.mark.parametrize("name", [m for m in MODELS if _is_reference(m)])
 def test_reference_methods_beat_the_mean_image_on_every_operator_they_support(name, tiny):
-    ops = [n for n, make in OPERATORS.items() if _supports(name, make())]
+    ops = [n for n in OPERATORS if _supports(name, _make_operator(n))]
     assert ops, f"{name} supports no operator"
     for op_name in ops:  # they learn nothing: the weaker bar is 10% better than the naive inverse
         _check_beats_mean(name, op_name, tiny, naive_factor=0.9)
@@ -170,7 +195,7 @@ def test_reference_methods_beat_the_mean_image_on_every_operator_they_support(na
 def _check_beats_mean(name: str, op_name: str, tiny, naive_factor: float = 0.8) -> None:
     """Trained on tiny data, the model recovers test images better than the training mean does
     (scored on the occluded pixels for masks)."""
-    op = OPERATORS[op_name]()
+    op = _make_operator(op_name)
     if not _supports(name, op):
         pytest.skip(f"{name} does not support {op_name}")
     model = _build(name, tiny=True).fit(_observe(op, tiny.train, 1))
@@ -189,6 +214,8 @@ def _check_beats_mean(name: str, op_name: str, tiny, naive_factor: float = 0.8) 
 
 # -------------------------------------------------------------------------------- the registry
 class _Ok(LatentModel):
+    capabilities = Capabilities()
+
     def fit(self, obs): return self
     def infer(self, obs): return torch.zeros(len(obs), 1)
     def decode(self, z): return torch.zeros(len(z), *SHAPE)
@@ -205,6 +232,8 @@ def test_registry_rejects_bad_registrations():
         register_model("not-a-model")(object)
 
     class Half(LatentModel):
+        capabilities = Capabilities()
+
         def fit(self, obs): return self
 
     with pytest.raises(RegistryError, match="does not implement"):
@@ -224,7 +253,7 @@ def test_shared_fits_are_checked_at_registration():
             register_model("test-vae-short", shares_fit_with="vae", n_epochs=3)(VAE)
         with pytest.raises(RegistryError, match="of its class"):
             register_model("test-not-vae", shares_fit_with="vae")(_Ok)
-        register_model("test-vae-more-refine", shares_fit_with="vae", refine_steps=300)(VAE)  # inference only
+        register_model("test-vae-more-refine", shares_fit_with="vae", infer_steps=300)(VAE)  # inference only
     finally:
         import genbench.registry as registry
         for name in ("test-vae-short", "test-not-vae", "test-vae-more-refine"):
@@ -233,7 +262,7 @@ def test_shared_fits_are_checked_at_registration():
 
 def test_with_config_only_changes_inference_fields(tiny):
     model = _build("vae").fit(Identity().observe(tiny.train))
-    refined = model.with_config(dataclasses.replace(model.config, refine_steps=5))
+    refined = model.with_config(dataclasses.replace(model.config, infer_steps=5))
     assert refined.generator_ is model.generator_ and refined.infer_steps == 5 and model.infer_steps == 0
     with pytest.raises(ValueError, match="change the fit"):
         model.with_config(dataclasses.replace(model.config, n_epochs=2))

@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from genbench.operators import (BlockMask, Identity, Observations, PixelMask, RandomProjection,
+from genbench.operators import (BlockMask, Identity, Observations, Operator, PixelMask, RandomProjection,
                                 gaussian_nll)
+from genbench.registry import available_operators
 
 SHAPE = (1, 8, 8)
 
@@ -81,12 +82,75 @@ def test_block_mask_is_one_square_of_the_given_size():
     assert len(positions) > 5  # uniform random positions, not a fixed one
 
 
-def test_projection_adjoint_and_scaling():
+def _linear_ops() -> list[tuple]:
+    """(operator, image shape): every registered operator's example on 8x8 grey and RGB images,
+    and the variants built here."""
+    cases = [(spec.example(shape, 3), shape) for spec in available_operators().values()
+             for shape in (SHAPE, (3, 8, 8))]
+    return cases + [(PixelMask(p=0.3, cell=3, seed=1), SHAPE),
+                    (RandomProjection(k=30, image_shape=(3, 8, 8), seed=0), (3, 8, 8))]
+
+
+@pytest.mark.parametrize("op, shape", _linear_ops(), ids=lambda v: repr(v))
+def test_adjoint_property(op, shape):
+    """<A x, y> = <x, A^T y> for random x and y, each image with its own mask (deepinv's check)."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(5, *shape, generator=g)
+    mask = op.draw_mask(5, shape)
+    ax = op.apply(x, mask)
+    y = torch.randn(ax.shape, generator=g)
+    adj = op.adjoint(y, mask)
+    assert adj.shape == x.shape
+    torch.testing.assert_close((ax * y).sum(), (x * adj).sum(), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("op", _all_ops(), ids=lambda op: repr(op))
+def test_naive_inverse_is_the_adjoint(op):
+    obs = op.observe(_images())
+    assert torch.equal(obs.naive_inverse(), op.adjoint(obs.y, obs.mask))
+
+
+def test_masks_need_their_mask():
+    y = _images()
+    for op in (PixelMask(p=0.5), BlockMask(size=3)):
+        for call in (op.apply, op.adjoint):
+            with pytest.raises(ValueError, match="needs the batch's mask"):
+                call(y, None)
+    with pytest.raises(NotImplementedError, match="no adjoint"):
+        Operator().adjoint(y)
+
+
+class _NoisyProjection(RandomProjection):
+    """Test double: a projection with Gaussian measurement noise of std 0.1 (the noise hook)."""
+
+    name = "noisy-projection"
+
+    def noise(self, y: torch.Tensor) -> torch.Tensor:
+        eps = torch.randn(y.shape, generator=self._generator, device=self._host)
+        return y + 0.1 * eps.to(y.device)
+
+
+def test_noise_hook_observe_is_apply_plus_noise():
+    x = _images(50)
+    for op in _all_ops():  # the built-ins are noiseless: noise returns its input itself
+        y = op.apply(x, op.draw_mask(len(x), SHAPE))
+        assert op.noise(y) is y
+    noisy = _NoisyProjection(k=20, image_shape=SHAPE, seed=4)
+    noisy.reset()
+    obs = noisy.observe(x)
+    residual = obs.y - obs.apply(x)  # apply stays the noiseless A the likelihood compares with y
+    assert 0.08 < residual.std().item() < 0.12
+    noisy.reset()
+    assert torch.equal(noisy.observe(x).y, obs.y)  # the operator's own generator: reset replays it
+    assert not torch.equal(noisy.observe(x).y, obs.y)  # and the next observation draws fresh noise
+    state = torch.get_rng_state()
+    noisy.observe(x)
+    assert torch.equal(torch.get_rng_state(), state)  # the global generator is untouched
+
+
+def test_projection_scaling():
     op = RandomProjection(k=30, image_shape=(3, 8, 8), seed=0)
-    x, y = _images(4, (3, 8, 8)), torch.randn(4, 30)
-    lhs = (op.apply(x) * y).sum()
-    rhs = (x * op.adjoint(y)).sum()
-    assert torch.allclose(lhs, rhs, rtol=1e-5, atol=1e-4)  # <Ax, y> = <x, A^T y>
+    x = _images(4, (3, 8, 8))
     big = RandomProjection(k=256, image_shape=(1, 16, 16), seed=0)
     v = torch.randn(500, 1, 16, 16, generator=torch.Generator().manual_seed(123))  # not the seed of A
     ratio = big.apply(v).pow(2).sum(1) / v.flatten(1).pow(2).sum(1)

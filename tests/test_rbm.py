@@ -14,8 +14,8 @@ from sklearn.neural_network import BernoulliRBM
 import baselines.dbn  # noqa: F401 -- registers "dbn"
 import baselines.rbm as rbm_module
 from baselines.dbn import DBN, DBNConfig
-from baselines.rbm import (RBM, RBMConfig, RBMLayer, clamped_mean_field, projected_gradient,
-                           projection_objective)
+from baselines.rbm import RBM, RBMConfig, clamped_mean_field, projected_gradient, projection_objective
+from baselines.rbm_layer import RBMLayer, train_layer
 from genbench.data import DataConfig, load_data
 from genbench.metrics import score
 from genbench.operators import BlockMask, Identity, PixelMask, RandomProjection
@@ -156,7 +156,7 @@ def test_train_layer_is_the_plain_cd_update_rule(digits, overrides):
     v = ((digits[0][:23].flatten(1) + 1) / 2)
     cfg = RBMConfig(latent_dim=6, n_epochs=3, batch_size=10, lr=0.05, **overrides)
     torch.manual_seed(0)
-    layer, history = rbm_module.train_layer(v, 6, cfg)
+    layer, history = train_layer(v, 6, cfg)
     torch.manual_seed(0)
     expected, expected_history = _reference_train_layer(v, 6, cfg)
     for name, t in layer.state().items():
@@ -199,7 +199,7 @@ def test_stochastic_em_beats_mean_filling_when_learning_from_masked_images(digit
 
 def test_dbn_second_layer_learns_the_first_layers_hidden_probabilities(digits, monkeypatch):
     calls = []
-    original = rbm_module.train_layer
+    original = rbm_module.train_layer  # RBM.fit calls the name in baselines.rbm
 
     def spy(v, n_hidden, cfg, **kwargs):
         calls.append((v.clone(), n_hidden))
@@ -234,7 +234,7 @@ def test_inpainting_keeps_observed_pixels_and_beats_the_mean_image(digits, clean
     mean = digits[0].mean(0, keepdim=True).expand_as(digits[1])
     ours, baseline = (score(digits[1], x, obs.occluded())["mae"] for x in (x_hat, mean))
     assert ours < 0.9 * baseline, (ours, baseline)
-    assert fitted.infer_steps == fitted.config.recovery_iters
+    assert fitted.infer_steps == fitted.config.infer_steps
 
 
 def test_projection_recovery_lowers_its_objective_and_beats_the_naive_inverse(digits, model):
@@ -250,7 +250,7 @@ def test_projection_recovery_lowers_its_objective_and_beats_the_naive_inverse(di
     assert (middle <= before).all() and (after <= middle).all() and after.mean() < before.mean() - 1
     assert v2.min() >= 0 and v2.max() <= 1
     x_hat = model.reconstruct(obs)
-    assert model.infer_steps == model.config.projection_iters
+    assert model.infer_steps == model.config.infer_projection_steps
     assert score(digits[1], x_hat)["mae"] < 0.8 * score(digits[1], obs.naive_inverse().clamp(-1, 1))["mae"]
 
 
@@ -289,9 +289,18 @@ def test_sample_and_decode_shapes_and_range(model):
 
 
 @pytest.mark.parametrize("field, value", [("lr", 0.0), ("cd_k", 0), ("momentum", 1.0), ("weight_decay", -1.0),
-                                          ("recovery_iters", -1), ("visible_bias_init", "ones"), ("sigma", 0.0)])
+                                          ("infer_steps", -1), ("visible_bias_init", "ones"), ("sigma", 0.0),
+                                          ("infer_step_size", 0.0), ("infer_projection_steps", -1)])
 def test_bad_config_values_raise(field, value):
     with pytest.raises(ValueError, match=field):
         RBMConfig(**{field: value})
     with pytest.raises(ValueError, match="hidden_1"):
         DBNConfig(hidden_1=0)
+
+
+@pytest.mark.parametrize("old, new", [("recovery_iters", "infer_steps"), ("projection_iters", "infer_projection_steps"),
+                                      ("projection_step_size", "infer_step_size")])
+def test_old_inference_names_are_refused_with_the_new_one(old, new):
+    for config_cls in (RBMConfig, DBNConfig):  # the DBN inherits the RBM's renames
+        with pytest.raises(ValueError, match=f"model config field '{old}' was renamed to '{new}'"):
+            config_cls(**{old: 1})

@@ -16,14 +16,19 @@ from matplotlib.colors import to_rgba
 from matplotlib.container import BarContainer, ErrorbarContainer
 
 from genbench.cli import main
-from genbench.report import aggregate, model_colors, report_figures, write_report
-from genbench.results import SUMMARY_METRICS, ResultRow, ResultsWriter, read_results, summary_markdown
+from genbench.figures import model_colors, report_figures
+from genbench.report import write_report
+from genbench.results import ResultRow, ResultsWriter, read_results
+from genbench.summary import aggregate, summary_markdown
 
 SPLITS = {"clean-train": ("test",), "learn-from-corrupted": ("train",)}
 TASKS = {"reconstruction": (["identity"], {"clean-train": ("train", "test")}),
          "inpainting": (["salt-pepper-0.5", "salt-pepper-0.7", "block-3", "block-5"], SPLITS),
          "projection": (["k-10", "k-20"], SPLITS)}
-MODELS = {"abp": (4, 8), "pca": (4, 8), "biharmonic": (0,), "lasso-dct": (0,)}
+LEVELS = {"identity": ("", None, ""), "salt-pepper-0.5": ("fraction occluded", 0.5, ""),
+          "salt-pepper-0.7": ("fraction occluded", 0.7, ""), "block-3": ("block size", 3, "px"),
+          "block-5": ("block size", 5, "px"), "k-10": ("projections K", 10, ""), "k-20": ("projections K", 20, "")}
+MODELS = {"abp": (4, 8), "pca": (4, 8), "biharmonic": (None,), "lasso-dct": (None,)}  # None: no latent code
 REFERENCE_TASK = {"biharmonic": "inpainting", "lasso-dct": "projection"}
 QUALITY = {"abp": 1.0, "pca": 2.0, "biharmonic": 1.5, "lasso-dct": 2.5}
 FAILED = ("pca", 8, "inpainting", "block-3", "learn-from-corrupted", "train", 1)  # model, d, task, v, p, split, seed
@@ -32,7 +37,7 @@ FAILED = ("pca", 8, "inpainting", "block-3", "learn-from-corrupted", "train", 1)
 def _value(model: str, d: int, variant: str, split: str, seed: int, metric: str) -> float:
     """Made-up errors: abp < biharmonic < pca < lasso-dct, larger d better, harder variants worse."""
     level = sum(ord(c) for c in variant) % 7 / 10
-    mae = 0.01 * QUALITY[model] * (1 + level) * (1.2 if split == "test" else 1.0) / (1 + d / 8) + 0.003 * seed
+    mae = 0.01 * QUALITY[model] * (1 + level) * (1.2 if split == "test" else 1.0) / (1 + (d or 0) / 8) + 0.003 * seed
     if model == "biharmonic" and variant == "block-5":
         mae = 0.001 + 0.0005 * seed  # the reference wins one column
     return 10 / mae if metric == "psnr" else mae
@@ -55,12 +60,18 @@ def _rows(dataset: str = "digits", run_id: str = "r1", seeds=(0, 1), models=MODE
                                     value = math.nan if failed else _value(model, d, variant, split, seed, metric)
                                     rows.append(ResultRow(
                                         run_id=run_id, dataset=dataset, model=model, task=task, variant=variant,
-                                        protocol=protocol, split=split, latent_dim=d, seed=seed, metric=metric,
+                                        level_name=LEVELS[variant][0], level=LEVELS[variant][1],
+                                        level_unit=LEVELS[variant][2], protocol=protocol, split=split, latent_dim=d, seed=seed, metric=metric,
                                         value=value, n_images=10, fit_seconds=1.0, eval_seconds=0.5,
                                         infer_seconds=0.01, infer_steps=5, device="cpu",
                                         status="failed" if failed else "ok", message="boom" if failed else "",
                                         config_hash="abc", versions="genbench=test"))
     return rows
+
+
+def _dim(d: object) -> int | None:
+    """A latent dim as read back from a CSV (empty: no latent code) -> int or None."""
+    return None if d is None or pd.isna(d) else int(d)
 
 
 def _write_run(folder: Path, rows: list[ResultRow]) -> Path:
@@ -93,7 +104,7 @@ def test_tables_hold_the_hand_computed_mean_and_std(report):
     agg = pd.read_csv(run / "tables" / "aggregated.csv")
     assert len(agg) == len(expected)
     for r in agg.itertuples(index=False):
-        mean, std, n = expected[(r.dataset, r.task, r.metric, r.model, r.latent_dim, r.variant, r.protocol,
+        mean, std, n = expected[(r.dataset, r.task, r.metric, r.model, _dim(r.latent_dim), r.variant, r.protocol,
                                  r.split)]
         assert r.mean == pytest.approx(mean, rel=1e-12) and r.count == n
         assert (math.isnan(r.std) and math.isnan(std)) or r.std == pytest.approx(std, rel=1e-9)
@@ -105,7 +116,8 @@ def test_tables_hold_the_hand_computed_mean_and_std(report):
     mean, _, n = expected[("digits", "inpainting", "mae", "pca", 8, "block-3", "learn-from-corrupted", "train")]
     assert n == 1 and wide.loc[("pca", 8), "block-3/learn-from-corrupted/train:mean"] == pytest.approx(mean)
     assert math.isnan(wide.loc[("pca", 8), "block-3/learn-from-corrupted/train:std"])
-    assert ("biharmonic", 0) in wide.index and ("lasso-dct", 0) not in wide.index  # it runs on projections only
+    refs = {m for m, d in wide.index if _dim(d) is None}
+    assert refs == {"biharmonic"}  # lasso-dct runs on projections only
     assert {p.name for p in (run / "tables").iterdir()} == {"aggregated.csv"} | {
         f"digits__{t}__{m}.csv" for t in TASKS for m in ("mae", "psnr")}
 
@@ -120,11 +132,11 @@ def test_best_per_column_is_marked(report):
         if col not in best or pick(mean, best[col][1]) == mean:
             best[col] = ((model, d), mean)
     agg = pd.read_csv(run / "tables" / "aggregated.csv")
-    marked = {(r.dataset, r.task, r.metric, r.variant, r.protocol, r.split): (r.model, r.latent_dim)
+    marked = {(r.dataset, r.task, r.metric, r.variant, r.protocol, r.split): (r.model, _dim(r.latent_dim))
               for r in agg.itertuples(index=False) if r.best}
     assert marked == {col: who for col, (who, _) in best.items()}
-    assert marked[("digits", "inpainting", "mae", "block-5", "clean-train", "test")] == ("biharmonic", 0)
-    assert marked[("digits", "inpainting", "psnr", "block-5", "clean-train", "test")] == ("biharmonic", 0)
+    assert marked[("digits", "inpainting", "mae", "block-5", "clean-train", "test")] == ("biharmonic", None)
+    assert marked[("digits", "inpainting", "psnr", "block-5", "clean-train", "test")] == ("biharmonic", None)
     assert marked[("digits", "projection", "mae", "k-10", "clean-train", "test")] == ("abp", 8)
     summary = (run / "summary.md").read_text()
     line = next(x for x in summary.splitlines() if x.startswith("| biharmonic |"))
@@ -134,8 +146,8 @@ def test_best_per_column_is_marked(report):
 def test_every_plot_is_written_as_png_and_pdf(report):
     run, _ = report
     stems = {"reconstruction__mae__bars", "reconstruction__mae__latent-dim", "inpainting__mae__bars",
-             "inpainting__mae__occlusion", "inpainting__mae__latent-dim", "projection__mae__bars",
-             "projection__mae__projections", "projection__mae__latent-dim"}
+             "inpainting__mae__sweep", "inpainting__mae__latent-dim", "projection__mae__bars",
+             "projection__mae__sweep", "projection__mae__latent-dim"}
     expected = {f"digits__{s}.{ext}" for s in stems for ext in ("png", "pdf")}
     assert {p.name for p in (run / "plots").iterdir()} == expected
     for name in expected:
@@ -190,7 +202,7 @@ def test_a_report_regenerated_from_the_csv_alone_is_identical(report, tmp_path):
     assert not (copy / "plots" / "stale.png").exists()
     # one run, one dataset: summary.md is the run's summary
     df = read_results(copy / "results.csv")
-    assert (copy / "summary.md").read_text() == summary_markdown(df, SUMMARY_METRICS)
+    assert (copy / "summary.md").read_text() == summary_markdown(df)
 
 
 def test_two_datasets_in_one_report(tmp_path):
@@ -208,7 +220,7 @@ def test_two_datasets_in_one_report(tmp_path):
     agg = pd.read_csv(out / "tables" / "aggregated.csv")
     assert set(agg["dataset"]) == {"digits", "mnist5k"}
     assert agg.groupby(["dataset", "task", "metric", "variant", "protocol", "split"])["best"].sum().eq(1).all()
-    assert (out / "plots" / "mnist5k__inpainting__mae__occlusion.png").exists()
+    assert (out / "plots" / "mnist5k__inpainting__mae__sweep.png").exists()
     assert not (out / "plots" / "mnist5k__inpainting__mae__latent-dim.png").exists()  # one latent dim
     assert not (a / "summary.md").exists()  # the runs are inputs only
 

@@ -5,24 +5,14 @@ import math
 import pandas as pd
 import pytest
 
-from genbench.results import (
-    COLUMNS,
-    ResultRow,
-    ResultsWriter,
-    config_hash,
-    markdown_table,
-    read_results,
-    summary_markdown,
-    summary_table,
-    versions_string,
-    write_summary,
-)
+from genbench.results import COLUMNS, ResultRow, ResultsWriter, config_hash, read_results, versions_string
+from genbench.summary import markdown_table, summary_markdown, summary_table, write_summary
 
 
 def _row(**overrides) -> ResultRow:
     fields = dict(
         run_id="r1", dataset="digits", model="abp", task="inpainting", variant="pepper50",
-        protocol="clean-train", split="test", latent_dim=8, seed=0, metric="mae", value=0.1, n_images=10,
+        level_name="fraction occluded", level=0.5, protocol="clean-train", split="test", latent_dim=8, seed=0, metric="mae", value=0.1, n_images=10,
         fit_seconds=1.5, eval_seconds=0.25, infer_seconds=0.01, infer_steps=20, device="cpu",
         config_hash="abc123def456", versions="genbench=0.1.0 torch=x",
     )  # fmt: skip

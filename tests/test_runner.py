@@ -22,7 +22,7 @@ from genbench.operators import Identity, Observations
 from genbench.registry import register_model, register_task
 from genbench.results import read_results
 from genbench.runner import Runner
-from genbench.task import CLEAN_TRAIN, Task, Variant
+from genbench.task import CLEAN_TRAIN, RecoveryTask, Variant
 
 TINY = ["--dataset", "digits", "--set", "data.n_train=60", "--set", "data.n_test=20",
         "--set", "data.n_negative=10", "--set", "n_eval=20", "--tasks", "reconstruction"]
@@ -52,7 +52,7 @@ class _Oracle(_Mean):
         return obs.y.clone()
 
 
-class _TwoVariants(Task):
+class _TwoVariants(RecoveryTask):
     name = "test-two-variants"
     splits = {CLEAN_TRAIN: ("test",)}
 
@@ -89,7 +89,7 @@ def test_dry_run_writes_every_cell(tmp_path, capsys):
     assert set(df.model) == set(resolve_config("quick").models)
     assert set(df.split) == {"train", "test", "negative"} and set(df.status) == {"ok", "unsupported"}
     recon = df[df.task == "reconstruction"]
-    assert len(recon) == len(set(recon.model)) * 3 * 3  # models x splits x metrics
+    assert len(recon) == len(set(recon.model)) * 3 * 4  # models x splits x metrics (mae, mse, psnr, ssim)
     assert set(df[df.status == "unsupported"].model) == {"biharmonic", "lasso-dct"}
     config = json.loads((run_dir / "config.json").read_text())
     assert config["config"]["dry_run"] is True and config["device"] == "cpu"

@@ -97,7 +97,7 @@ def test_loss_decreases_and_outputs_are_deterministic(digits, clean_model):
 
 
 def test_refinement_lowers_the_reconstruction_error(digits, clean_model):
-    refine = _with_config(clean_model, refine_steps=50)
+    refine = _with_config(clean_model, infer_steps=50)
     weights = [p.clone() for p in refine.generator_.parameters()]
     for op in (Identity(), PixelMask(p=0.5, seed=4)):
         obs = op.observe(digits[1])
@@ -129,9 +129,16 @@ def test_registered_variants_and_config_checks():
     plain, refine = get_model("vae").build(), get_model("vae-refine").build()
     assert plain.infer_steps == 0 and plain.deterministic_inference
     assert refine.infer_steps == 100 and refine.deterministic_inference
-    noisy = get_model("vae-refine").build(refine_noise=True)
+    noisy = get_model("vae-refine").build(infer_noise=True)
     assert not noisy.deterministic_inference
-    with pytest.raises(ValueError, match="refine_steps"):
-        VAEConfig(refine_steps=-1)
+    with pytest.raises(ValueError, match="infer_steps"):
+        VAEConfig(infer_steps=-1)
     with pytest.raises(ValueError, match="lr"):
         VAEConfig(lr=float("nan"))
+
+
+def test_old_refinement_names_are_refused_with_the_new_one():
+    for old, new in (("refine_steps", "infer_steps"), ("refine_step_size", "infer_step_size"),
+                     ("refine_noise", "infer_noise")):
+        with pytest.raises(ValueError, match=f"model config field '{old}' was renamed to '{new}'"):
+            VAEConfig(**{old: 1})

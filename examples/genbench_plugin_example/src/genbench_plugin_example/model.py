@@ -9,8 +9,9 @@ the observed entries plus the N(0, I) prior on z::
 
     L(y) = ||y - A(tanh(W z + b))||^2 / (2 sigma^2) + ||z||^2 / 2
 
-It works on any image size and, since nothing in the loss depends on the operator's type, through
-every operator (``supported_operators`` is left at its default). See docs/adding_a_model.md.
+(:func:`genbench.inference.neg_log_joint`, the energy ABP's inference minimises). It works on any
+image size and, since nothing in the loss depends on the operator's type, through every operator
+(its ``capabilities`` keep the default ``operators=(Operator,)``). See docs/adding_a_model.md.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from genbench.model import LatentModel, ModelConfig, check_finite, require, state_device
-from genbench.operators import Observations, gaussian_nll
+from genbench.inference import neg_log_joint
+from genbench.model import Capabilities, LatentModel, ModelConfig, check_finite, require, state_device
+from genbench.operators import Observations
 from genbench.registry import register_model
 
 
@@ -46,6 +48,7 @@ class LinearAE(LatentModel):
 
     Config = LinearAEConfig
     config: LinearAEConfig
+    capabilities = Capabilities()  # a latent code, learns, samples, deterministic, every operator
     dry_run_overrides = {"n_epochs": 1}
     tiny_overrides = {"n_epochs": 150, "batch_size": 50}
 
@@ -60,7 +63,7 @@ class LinearAE(LatentModel):
             for batch in self._batches(len(obs), cfg.batch_size):
                 obs_b = obs[perm[batch]]
                 z = self._encode(obs_b)
-                loss = (gaussian_nll(obs_b, self._decode(z), cfg.sigma) + 0.5 * z.pow(2).sum(1)).mean()
+                loss = neg_log_joint(obs_b, self._decode(z), z, cfg.sigma).mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

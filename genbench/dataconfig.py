@@ -1,0 +1,37 @@
+"""Which dataset a run loads (:class:`DataConfig`) and the error a data problem raises, without torch:
+the config and the command line read these before anything heavy is imported (:mod:`genbench.data`
+loads the images)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FOLDER_PREFIX = "folder:"
+
+
+class DataError(ValueError):
+    """A data problem the user can fix: says what was expected, what was found and what to do."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset to load and how to split it (caps of ``None`` mean the dataset's default)."""
+
+    name: str = "mnist5k"
+    n_train: int | None = None
+    n_test: int | None = None
+    n_negative: int = 200
+    image_size: int | None = None
+    root: str | None = None
+    download: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise DataError(f"DataConfig.name must be a dataset name or 'folder:PATH', got {self.name!r}; "
+                            f"see list_datasets() for the choices.")
+        for field in ("n_train", "n_test", "n_negative", "image_size"):
+            value = getattr(self, field)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise DataError(f"DataConfig.{field} must be a positive integer, got {value!r}; "
+                                f"pass a value >= 1{' or None' if field != 'n_negative' else ''}.")

@@ -1,0 +1,185 @@
+"""The run folder: ``config.json``, ``results.csv`` (through :mod:`genbench.results`), checkpoints and
+kept images, each written atomically (:mod:`genbench.fsutil`).
+
+::
+
+    results/<run_id>/
+      config.json          the resolved config, run id, command, plug-ins, effective data, device, versions
+      results.csv          the tidy table (one writer appends whole cells)
+      checkpoints/         one file per fit (LatentModel.save), loaded again by --resume
+      images/              small tensors for the grids, listed in images/manifest.jsonl
+
+:class:`RunFolder` opens or creates one; :meth:`RunFolder.finished_cells` is how ``--resume`` learns
+what is done: it reads ``results.csv`` with the results module's tolerant reader, keeps the rows of
+complete, non-failed cells (and of cells the config does not run) and drops the rest, so they run
+again. Nothing in a run folder is executed or imported by this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from genbench.config import ConfigError, RunConfig, build_run_config
+from genbench.errors import error_text
+from genbench.fsutil import write_text
+from genbench.planning import Cell
+from genbench.results import (LATENT_DIM, MODEL, PROTOCOL, SEED, STATUS, STATUS_FAILED, TASK, VARIANT,
+                              read_raw_rows, rewrite_rows)
+
+if TYPE_CHECKING:
+    import torch
+
+    from genbench.model import LatentModel
+    from genbench.registry import ModelSpec
+
+Log = Callable[[str], None]
+
+
+def check_out_dir(out: str | Path) -> None:
+    """Fail early (a :class:`ConfigError`, nothing created) when run folders cannot go under ``out``."""
+    out = Path(out)
+    existing = next(p for p in (out, *out.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise ConfigError(f"cannot create the run folder under {out}: {existing} is a file, not a folder; "
+                          f"pass --out DIR")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot create the run folder under {out}: {existing} is not writable; pass --out DIR")
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The ``config.json`` of a run folder; a folder that is not a run is a :class:`ConfigError`."""
+    path = Path(run_dir) / "config.json"
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"--resume {run_dir}: no such folder")
+    if not path.is_file():
+        raise ConfigError(f"--resume {run_dir}: not a genbench run folder (no config.json in it)")
+    try:
+        blob = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--resume {run_dir}: cannot read config.json ({err})") from None
+    if not isinstance(blob, dict) or not isinstance(blob.get("config"), dict) or "run_id" not in blob:
+        raise ConfigError(f"--resume {run_dir}: config.json is not a genbench run config")
+    return blob
+
+
+def build_saved_config(blob: dict[str, Any], run_dir: str | Path) -> RunConfig:
+    """The :class:`RunConfig` saved in a run's ``config.json`` (checked like any other config)."""
+    try:
+        return build_run_config(blob["config"])
+    except ConfigError as err:
+        raise ConfigError(f"--resume {run_dir}: its config.json no longer resolves: {err}") from None
+
+
+def config_differences(a: RunConfig, b: RunConfig, ignore: tuple[str, ...] = ("out",)) -> list[str]:
+    """Dotted keys where two configs differ (``ignore``d top-level keys aside)."""
+    def flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(tree, dict):
+            out: dict[str, Any] = {}
+            for k, v in tree.items():
+                out.update(flat(v, f"{prefix}{k}."))
+            return out
+        return {prefix.rstrip("."): tree}
+    fa, fb = flat(a.to_dict()), flat(b.to_dict())
+    keys = sorted(set(fa) | set(fb))
+    return [k for k in keys if k.split(".")[0] not in ignore and fa.get(k) != fb.get(k)]
+
+
+class RunFolder:
+    """One run folder (see the module docstring). :meth:`create` makes a new one, the constructor
+    opens an existing one."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, out: str | Path, run_id: str) -> RunFolder:
+        """Create ``out/run_id`` (``-2``, ``-3`` ... if taken); a non-writable ``out`` is a ConfigError."""
+        out = Path(out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            for i in range(1, 1000):
+                path = out / (run_id if i == 1 else f"{run_id}-{i}")
+                try:
+                    path.mkdir()
+                    return cls(path)
+                except FileExistsError:
+                    continue
+        except OSError as err:
+            raise ConfigError(f"cannot create the run folder under {out}: {err.strerror or err}") from None
+        raise ConfigError(f"too many runs named {run_id!r} under {out}")
+
+    @property
+    def results_csv(self) -> Path:
+        return self.path / "results.csv"
+
+    def write_config(self, blob: dict[str, Any]) -> None:
+        write_text(self.path / "config.json", json.dumps(blob, indent=2) + "\n")
+
+    # -- resume -------------------------------------------------------------------------------------
+    def finished_cells(self, cells: Sequence[Cell], expected_rows: Callable[[Cell], int], log: Log) -> set[Cell]:
+        """Cells of ``results.csv`` that are complete (``expected_rows(cell)`` rows) and not failed; the
+        file is rewritten without the others (a torn last line, a partial cell, failed cells), which run
+        again. Rows of cells this config does not run are kept, with a warning."""
+        try:
+            raw = read_raw_rows(self.results_csv)
+        except ValueError as err:
+            raise ConfigError(f"--resume {self.path}: {err}") from None
+        if raw is None:
+            return set()
+        col = {name: i for i, name in enumerate(raw.header)}
+        wanted = set(cells)
+        cell_of = [_cell_of(row, col) if len(row) == len(raw.header) else None for row in raw.rows]
+        foreign = {c for c in cell_of if c is not None and c not in wanted}
+        if foreign:
+            log(f"warning: results.csv holds {len(foreign)} cell(s) this config does not run "
+                f"(e.g. {next(iter(foreign)).label()}); their rows are kept as they are")
+        by_cell: dict[Cell, list[list[str]]] = {}
+        for row, cell in zip(raw.rows, cell_of):
+            if cell in wanted:
+                by_cell.setdefault(cell, []).append(row)
+        finished = {cell for cell, rows in by_cell.items()
+                    if len(rows) == expected_rows(cell) and all(r[col[STATUS]] != STATUS_FAILED for r in rows)}
+        kept = [row for row, cell in zip(raw.rows, cell_of) if cell in finished or cell in foreign]
+        if len(kept) != len(raw.rows) or raw.torn:
+            rewrite_rows(self.results_csv, raw.header, kept)
+        return finished
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+    def checkpoint_path(self, key: tuple) -> Path:
+        """``checkpoints/<fit name>__<fit config hash>__d<d>__s<seed>[__<task>__<variant>].pt`` (``d-``: no
+        latent code). The name is only written, never parsed: the key is recomputed from the config."""
+        name, hash_, d, seed, *variant = key
+        dim = "d-" if d is None else f"d{d}"
+        return self.path / "checkpoints" / ("__".join([name, hash_, dim, f"s{seed}", *variant]) + ".pt")
+
+    def save_checkpoint(self, model: LatentModel, seconds: float, key: tuple) -> None:
+        """The fit, through :meth:`LatentModel.save`, with its fit time."""
+        model.save(self.checkpoint_path(key), fit_seconds=seconds)
+
+    def load_checkpoint(self, spec: ModelSpec, key: tuple, device: torch.device,
+                        log: Log) -> tuple[LatentModel, float] | None:
+        """The fit saved by an earlier (killed) process of this run, if there is a readable one that
+        matches the cell's config; otherwise None (with a warning), and the cell fits again."""
+        path = self.checkpoint_path(key)
+        if not path.exists():
+            return None
+        try:
+            model, extra = spec.cls.load_with_extra(path, map_location=device)
+            seconds = float(extra["fit_seconds"])
+        except Exception as err:  # noqa: BLE001 -- a torn or foreign file: fit again
+            log(f"warning: cannot load checkpoint {path.name} ({error_text(err)}); fitting again")
+            return None
+        return model, seconds
+
+
+def _cell_of(row: list[str], col: dict[str, int]) -> Cell | None:
+    try:
+        dim = row[col[LATENT_DIM]]
+        return Cell(row[col[MODEL]], int(dim) if dim != "" else None, int(row[col[SEED]]), row[col[TASK]],
+                    row[col[VARIANT]], row[col[PROTOCOL]])
+    except (ValueError, IndexError):
+        return None  # a torn line

@@ -1,0 +1,204 @@
+"""The shared inference (genbench/inference.py), the epoch loop of GeneratorModel and the renamed
+inference budget: the negative log joint against its formula, Langevin and CSGM against their
+definitions, the loop's hooks and random-number order, and old config names refused by name."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from baselines.dcgan import DCGANConfig
+from baselines.rbm import RBMConfig
+from baselines.vae import VAEConfig
+from genbench.abp import ABP, ABPConfig
+from genbench.backbone import Generator
+from genbench.generator_model import GeneratorConfig, GeneratorModel
+from genbench.inference import csgm_invert, langevin, neg_log_joint
+from genbench.model import BaseConfig, Capabilities, DivergenceError, ModelConfig, check_renamed
+from genbench.operators import Identity, PixelMask, RandomProjection, gaussian_nll
+
+SHAPE = (1, 8, 8)
+
+
+def _generator(seed: int = 0) -> Generator:
+    torch.manual_seed(seed)
+    return Generator(latent_dim=3, image_shape=SHAPE, width=4).eval()
+
+
+def _images(n: int = 6) -> torch.Tensor:
+    return torch.rand(n, *SHAPE, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
+# -------------------------------------------------------------------------- the energy
+@pytest.mark.parametrize("op", [Identity(), PixelMask(p=0.5, seed=0), RandomProjection(k=20, image_shape=SHAPE)],
+                         ids=lambda op: op.name)
+def test_neg_log_joint_is_likelihood_plus_prior(op):
+    x, z = _images(), torch.randn(6, 3)
+    obs = op.observe(x)
+    x_hat = _images().flip(0)
+    expected = gaussian_nll(obs, x_hat, 0.3) + 0.5 * (z * z).sum(1)
+    torch.testing.assert_close(neg_log_joint(obs, x_hat, z, 0.3), expected)
+    assert neg_log_joint(obs, x, torch.zeros(6, 3), 0.3).abs().max() < 1e-4  # the truth at the prior mode
+
+
+def test_langevin_without_noise_is_gradient_descent_on_the_energy():
+    g, obs = _generator(), PixelMask(p=0.5, seed=0).observe(_images())
+    z0 = torch.randn(6, 3)
+    z = z0.clone().requires_grad_(True)
+    for _ in range(3):  # the definition: z <- z - delta^2 / 2 * grad E(z)
+        (grad,) = torch.autograd.grad(neg_log_joint(obs, g(z), z, 0.3).sum(), z)
+        z = (z - 0.5 * 0.1 ** 2 * grad).detach().requires_grad_(True)
+    torch.testing.assert_close(langevin(g, obs, z0, sigma=0.3, steps=3, step_size=0.1, noise=False), z.detach())
+    energy = lambda z: neg_log_joint(obs, g(z), z, 0.3).sum()  # noqa: E731
+    with torch.no_grad():
+        after = langevin(g, obs, z0, sigma=0.3, steps=30, step_size=0.1, noise=False)
+        assert energy(after) < energy(z0)
+
+
+def test_langevin_noise_draws_from_the_global_generator():
+    g, obs, z0 = _generator(), Identity().observe(_images()), torch.zeros(6, 3)
+    runs = []
+    for seed in (0, 0, 1):
+        torch.manual_seed(seed)
+        runs.append(langevin(g, obs, z0, sigma=0.3, steps=4, step_size=0.1, noise=True))
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    langevin(g, obs, z0, sigma=0.3, steps=4, step_size=0.1, noise=False)
+    assert torch.equal(torch.get_rng_state(), state)  # gradient descent draws nothing
+
+
+def test_csgm_invert_returns_the_best_restart_and_its_energy():
+    g, obs = _generator(), PixelMask(p=0.5, seed=1).observe(_images())
+    torch.manual_seed(2)
+    z, e = csgm_invert(g, obs, sigma=0.3, steps=5, restarts=3, lr=0.1)
+    assert z.shape == (6, 3) and e.shape == (6,)
+    with torch.no_grad():
+        torch.testing.assert_close(e, neg_log_joint(obs, g(z), z, 0.3), rtol=1e-5, atol=1e-5)
+    torch.manual_seed(2)
+    _, e1 = csgm_invert(g, obs, sigma=0.3, steps=5, restarts=1, lr=0.1)  # the first restart of the three
+    assert torch.all(e <= e1 + 1e-5)
+
+
+# -------------------------------------------------------------------------- the epoch loop
+@dataclasses.dataclass(frozen=True)
+class _LoopConfig(GeneratorConfig):
+    diverge_at: int = 0  # epoch (1-based) whose loss is NaN; 0: never
+
+
+class _Recorder(GeneratorModel):
+    """Test double: records the hooks' calls and the batches; loss = mean of its batch indices."""
+
+    Config = _LoopConfig
+    config: _LoopConfig
+    capabilities = Capabilities()
+
+    def _build_networks(self, image_shape, device):
+        return {"generator": Generator(self.config.latent_dim, image_shape, self.config.width, device=device)}
+
+    def _start_fit(self, obs):
+        state = super()._start_fit(obs)
+        state.steps, state.per_epoch = 0, -(-len(obs) // self.config.batch_size)
+        self.calls_ = ["start", self.generator_.training]
+        return state
+
+    def _train_step(self, state, obs_b, idx):
+        state.steps += 1
+        epoch = (state.steps - 1) // state.per_epoch + 1
+        loss = idx.float().mean()
+        return loss * float("nan") if epoch == self.config.diverge_at else loss
+
+    def _calibration_inputs(self, name, obs):
+        self.calls_.append("calibrate")
+        return torch.randn(20, self.config.latent_dim, device=obs.device)
+
+    def infer(self, obs):
+        return torch.zeros(len(obs), self.config.latent_dim, device=obs.device)
+
+
+def test_the_loop_shuffles_batches_sums_checks_and_records():
+    obs = Identity().observe(_images(10))
+    torch.manual_seed(0)
+    model = _Recorder(_LoopConfig(latent_dim=3, width=4, n_epochs=2, batch_size=4)).fit(obs)
+    torch.manual_seed(0)
+    Generator(3, SHAPE, 4)  # the same draws in the same order: network init, then a permutation per epoch
+    perms = [torch.randperm(10) for _ in range(2)]
+    assert model.calls_ == ["start", True, "calibrate"] and not model.generator_.training
+    expected = [sum(p[i:i + 4].float().mean().item() * len(p[i:i + 4]) for i in range(0, 10, 4)) / 10 for p in perms]
+    assert model.history_ == pytest.approx(expected) and model.history_[0] == pytest.approx(4.5)
+    state = model.state_dict()
+    assert set(state) == {"generator", "image_shape", "history"} and state["image_shape"] == list(SHAPE)
+    loaded = _Recorder(model.config)
+    loaded.load_state_dict(state)
+    assert loaded.history_ == pytest.approx(model.history_) and not loaded.generator_.training
+    for a, b in zip(model.generator_.state_dict().values(), loaded.generator_.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_the_loop_raises_on_a_non_finite_loss_naming_the_epoch():
+    obs = Identity().observe(_images(10))
+    with pytest.raises(DivergenceError, match="training loss at epoch 2"):
+        _Recorder(_LoopConfig(latent_dim=3, width=4, n_epochs=3, batch_size=4, diverge_at=2)).fit(obs)
+
+
+def test_abp_keeps_its_persistent_latents_and_calibrates_on_them(monkeypatch):
+    import genbench.generator_model as gm
+    seen = []
+    real = gm.recalibrate_batchnorm
+    def spy(net, inputs, batch_size):
+        seen.append(inputs)
+        real(net, inputs, batch_size)
+
+    monkeypatch.setattr(gm, "recalibrate_batchnorm", spy)
+    model = ABP(ABPConfig(latent_dim=3, width=4, n_epochs=1, langevin_steps=1, infer_steps=1))
+    model.fit(Identity().observe(_images(10)))
+    assert model.z_train_.shape == (10, 3) and len(seen) == 1 and seen[0] is model.z_train_
+
+
+# -------------------------------------------------------------------------- renamed fields
+RENAMES = [(ABPConfig, "test_steps", "infer_steps"), (ABPConfig, "test_step_size", "infer_step_size"),
+           (VAEConfig, "refine_steps", "infer_steps"), (VAEConfig, "refine_step_size", "infer_step_size"),
+           (VAEConfig, "refine_noise", "infer_noise"), (DCGANConfig, "inversion_steps", "infer_steps"),
+           (DCGANConfig, "inversion_lr", "infer_step_size"), (RBMConfig, "recovery_iters", "infer_steps"),
+           (RBMConfig, "projection_iters", "infer_projection_steps"),
+           (RBMConfig, "projection_step_size", "infer_step_size")]
+
+
+@pytest.mark.parametrize("config_cls, old, new", RENAMES, ids=[f"{c.__name__}.{o}" for c, o, _ in RENAMES])
+def test_old_names_are_refused_with_the_new_one(config_cls, old, new):
+    message = f"model config field '{old}' was renamed to '{new}'"
+    assert config_cls.renamed_fields[old] == new and new in {f.name for f in dataclasses.fields(config_cls)}
+    with pytest.raises(ValueError, match=message):
+        check_renamed(config_cls, ["latent_dim", old])
+    with pytest.raises(ValueError, match=message):
+        config_cls(**{old: 1})
+    with pytest.raises(ValueError, match=message):
+        config_cls.from_dict({"latent_dim": 4, old: 1})
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(config_cls(), **{old: 1})
+    check_renamed(config_cls, [new, "latent_dim"])  # the new names pass
+
+
+def test_from_dict_round_trips_and_configs_still_pickle():
+    import pickle
+    config = ABPConfig(latent_dim=3, infer_steps=7)
+    assert ABPConfig.from_dict(dataclasses.asdict(config)) == config
+    assert pickle.loads(pickle.dumps(config)) == config and dataclasses.replace(config, infer_steps=2).infer_steps == 2
+
+
+def test_config_roots():
+    assert issubclass(ModelConfig, BaseConfig) and not dataclasses.fields(BaseConfig)
+    from genbench.model import ReferenceConfig
+    assert issubclass(ReferenceConfig, BaseConfig) and not issubclass(ReferenceConfig, ModelConfig)
+    assert not dataclasses.fields(ReferenceConfig)
+
+
+def test_generator_model_is_still_reachable_from_genbench_model():
+    import genbench.model as model
+    assert model.GeneratorModel is GeneratorModel and model.GeneratorConfig is GeneratorConfig
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        model.Nope  # noqa: B018
+    assert isinstance(Generator(3, SHAPE, 4), nn.Module)
