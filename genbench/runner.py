@@ -158,7 +158,7 @@ class Runner:
 
     def expected_rows(self, cell: Cell) -> int:
         task = self.tasks[cell.task]
-        return len(task.splits[cell.protocol]) * len(task.metric_names())
+        return sum(len(task.metrics_for(s)) for s in task.splits[cell.protocol])
 
     # -- resume -------------------------------------------------------------------------------------
     @classmethod
@@ -251,7 +251,7 @@ class Runner:
         if status != STATUS_OK:
             return f"{status}: {message.splitlines()[0] if message else ''}"
         first = self.tasks[rows[0].task].metric_names()[0]
-        scores = [f"{r.split} {first} {r.value:.4f}" for r in rows if r.metric == first]
+        scores = [f"{r.split} {first} {r.value:.4f}" for r in rows if r.metric == first and r.status == STATUS_OK]
         return f"fit {rows[0].fit_seconds:.1f}s, " + ", ".join(scores)
 
     # -- one cell -----------------------------------------------------------------------------------
@@ -276,7 +276,7 @@ class Runner:
         if model is None:
             return self._rows(cell, splits, cell_hash, status=STATUS_FAILED, message=error,
                               fit_seconds=fit_seconds), STATUS_FAILED, error
-        clean = {s: self._eval_images(s) for s in splits}
+        clean = {s: self._eval_images(s) for s in splits if s in SPLIT_STREAMS}  # a task may add its own
         ctx = EvalContext(model=model, op=op, observed={s: observed[s][: len(x)] for s, x in clean.items()},
                           clean=clean, generator=torch.Generator(), device=self.device, clock=self._clock)
         rows: list[ResultRow] = []
@@ -294,17 +294,19 @@ class Runner:
                 message = error_text(err)  # this split and the ones after it fail
                 return rows + self._rows(cell, splits[i:], cell_hash, status=STATUS_FAILED, message=message,
                                          fit_seconds=fit_seconds), STATUS_FAILED, message
-            rows += [self._row(cell, split, cell_hash, metric=m, value=result.scores[m], n_images=result.n_images,
-                               fit_seconds=fit_seconds, eval_seconds=eval_seconds,
-                               infer_seconds=result.infer_seconds, infer_steps=result.infer_steps)
-                     for m in task.metric_names()]
+            rows += [self._row(cell, split, cell_hash, metric=m, value=result.scores.get(m, math.nan),
+                               n_images=result.n_images, fit_seconds=fit_seconds, eval_seconds=eval_seconds,
+                               infer_seconds=result.infer_seconds, infer_steps=result.infer_steps,
+                               **({} if m in result.scores else
+                                  {"status": STATUS_UNSUPPORTED, "message": result.unsupported[m]}))
+                     for m in task.metrics_for(split)]
             if result.recovery is not None and split == ("test" if "test" in splits else splits[0]):
                 self._keep(self._keep_recoveries, cell, split, *result.recovery)
         return rows, STATUS_OK, ""
 
     @staticmethod
     def _check_scores(task: Task, result: SplitResult, split: str) -> None:
-        metrics = task.metric_names()
+        metrics = [m for m in task.metrics_for(split) if m not in result.unsupported]
         missing = [m for m in metrics if m not in result.scores]
         if missing:
             raise ValueError(f"task {task.name!r} returned no value for metric(s) {missing} on the {split} split")
@@ -402,11 +404,11 @@ class Runner:
               status: str, message: str, fit_seconds: float = float("nan")) -> list[ResultRow]:
         """Rows of a cell that produced no score: value NaN, the status and the message."""
         nan = float("nan")
-        metrics = self.tasks[cell.task].metric_names()
+        task = self.tasks[cell.task]
         return [self._row(cell, split, cell_hash, metric=m, value=nan, n_images=0, fit_seconds=fit_seconds,
                           eval_seconds=nan, infer_seconds=nan, infer_steps=0, status=status,
                           message=message)
-                for split in splits for m in metrics]
+                for split in splits for m in task.metrics_for(split)]
 
 
 def run_group_in_worker(payload: dict[str, Any], cells: list[Cell]) -> list[CellResult]:

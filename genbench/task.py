@@ -94,6 +94,9 @@ class EvalContext:
     generator: torch.Generator
     device: torch.device
     clock: Callable[[], float]
+    #: what one split's evaluation leaves for a later split of the same cell (e.g. per-image
+    #: scores of ``test`` for an out-of-domain AUROC on ``negative``)
+    cache: dict[str, Any] = field(default_factory=dict)
 
     def reconstruct(self, split: str) -> tuple[Tensor, float]:
         """``(x_hat, seconds)``: the model's recovery of the observed ``split``."""
@@ -112,14 +115,16 @@ class EvalContext:
 
 @dataclass
 class SplitResult:
-    """A task's evaluation of one split: a value per metric it names, how many images, inference time
-    per image and steps, and optionally the recovery (kept as a few images for the grids)."""
+    """A task's evaluation of one split: a value per metric it names (or, in ``unsupported``, why this
+    model has none: those rows get ``status=unsupported`` and the message), how many images, inference
+    time per image and steps, and optionally the recovery (kept as a few images for the grids)."""
 
     scores: dict[str, float]
     n_images: int
     infer_seconds: float = float("nan")
     infer_steps: int = 0
     recovery: tuple[Observations, Tensor, Tensor] | None = field(default=None, repr=False)  # (obs, x, x_hat)
+    unsupported: dict[str, str] = field(default_factory=dict)
 
 
 class Task(ABC):
@@ -159,6 +164,11 @@ class Task(ABC):
         extra = [m.name for m in available_metrics().values() if cls.name in m.tasks and m.name not in cls.metrics]
         return (*cls.metrics, *extra)
 
+    def metrics_for(self, split: str) -> tuple[str, ...]:
+        """The metrics of one split's rows: :meth:`metric_names` unless a task scores splits differently
+        (a split need not be a data split: a task may name one of its own, e.g. data it simulates)."""
+        return self.metric_names()
+
 
 class RecoveryTask(Task):
     """A task scored on the model's recovery of observed images: every registered metric it names
@@ -172,7 +182,8 @@ class RecoveryTask(Task):
         obs, x = ctx.observed[split], ctx.clean[split]
         x_hat, seconds = ctx.reconstruct(split)
         recovery = Recovery(x, x_hat, self.scored_region(obs))
-        scores = {m: get_metric(m).score(recovery) for m in self.metric_names()}
+        scores = {m: get_metric(m).score(recovery) for m in self.metrics_for(split)
+                  if get_metric(m).needs == "recovery"}
         return SplitResult(scores, len(x), seconds / len(x), ctx.model.infer_steps, (obs, x, x_hat))
 
     def score(self, obs: Observations, x: Tensor, x_hat: Tensor) -> dict[str, float]:

@@ -72,7 +72,9 @@ def test_ray_gives_the_local_table(tmp_path, local_ray):
     finally:
         torch.set_num_threads(before)
     by_ray, local = _table(tmp_path / "ray"), _table(tmp_path / "local")
-    assert len(by_ray) == len(local) == 2 * (3 * 3 + 4 + 2 * 4) and (by_ray.status == "ok").all()
+    # per model: reconstruction 3 splits x (mae, mse, psnr, ssim) + ood_auroc, ood_aupr on negative;
+    # inpainting 3 scored splits x (mae, mse, psnr, mae_all, ssim)
+    assert len(by_ray) == len(local) == 2 * (3 * 4 + 2 + 3 * 5) and (by_ray.status == "ok").all()
     assert by_ray[KEYS].equals(local[KEYS])
     assert torch.allclose(torch.tensor(by_ray.value.values), torch.tensor(local.value.values), rtol=1e-5)
     assert set(by_ray.device) == {"cpu"}
@@ -93,7 +95,7 @@ def test_a_lost_worker_is_retried(tmp_path, local_ray):
     assert marker.read_text() == "died"  # the first attempt did lose its worker
     assert code == 0
     df = _table(tmp_path / "out")
-    assert (df.status == "ok").all() and len(df) == 3 * 3
+    assert (df.status == "ok").all() and len(df) == 3 * 4 + 2  # 3 splits x (mae, mse, psnr, ssim) + the two ood metrics
 
 
 def test_executor_ray_without_ray_is_one_line_exit_2(tmp_path, capsys, monkeypatch):

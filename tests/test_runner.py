@@ -89,7 +89,7 @@ def test_dry_run_writes_every_cell(tmp_path, capsys):
     assert set(df.model) == set(resolve_config("quick").models)
     assert set(df.split) == {"train", "test", "negative"} and set(df.status) == {"ok", "unsupported"}
     recon = df[df.task == "reconstruction"]
-    assert len(recon) == len(set(recon.model)) * 3 * 4  # models x splits x metrics (mae, mse, psnr, ssim)
+    assert len(recon) == len(set(recon.model)) * (3 * 4 + 2)  # models x (splits x (mae, mse, psnr, ssim) + 2 ood)
     assert set(df[df.status == "unsupported"].model) == {"biharmonic", "lasso-dct"}
     config = json.loads((run_dir / "config.json").read_text())
     assert config["config"]["dry_run"] is True and config["device"] == "cpu"
