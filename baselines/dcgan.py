@@ -182,6 +182,10 @@ class DCGAN(GeneratorModel):
     def infer(self, obs: Observations) -> Tensor:
         return self.invert(obs)[0]
 
+    def _density_note(self) -> str:
+        return (f"the GAN has no observation noise of its own: its density uses the shared sigma "
+                f"{self.config.sigma} (GeneratorConfig.sigma)")
+
     @property
     def infer_steps(self) -> int:
         return self.config.infer_steps * self.config.restarts

@@ -338,6 +338,21 @@ class PCA(LatentModel):
         self._check_fitted()
         return self._decode_flat(z).float().view(-1, *self.image_shape_)
 
+    def density(self) -> Any:
+        """Probabilistic PCA's exact density (Tipping & Bishop 1999) with its own noise variance:
+        x = mu + W z + eps, W = components^T diag(sqrt(lambda_j - sigma^2)), eps ~ N(0, sigma^2 I)."""
+        from genbench.ais import ppca_log_likelihood
+        from genbench.density import Density
+
+        self._check_fitted()
+        sigma2 = float(self.noise_variance_)
+        if not sigma2 > 0:
+            return None
+        W = self.components_.T * (self.explained_variance_ - sigma2).clamp_min(0).sqrt()  # (D, d)
+        mu = self.mean_
+        return Density(exact=lambda obs: ppca_log_likelihood(W, mu, sigma2 ** 0.5, obs),
+                       note=f"exact probabilistic-PCA density, noise std {sigma2 ** 0.5:.4g} (PCA's own)")
+
     def sample(self, n: int) -> Tensor:
         """n draws: decode z ~ N(0, diag(explained variance)), the spread of the data's factors."""
         self._check_fitted()

@@ -173,6 +173,30 @@ class GeneratorModel(LatentModel):
         z = z.to(self.device_)
         return torch.cat([self.generator_(z[b]) for b in self._batches(len(z), self.config.eval_batch_size)])
 
+    def density(self) -> Any:
+        """The shared Gaussian observation model on the fitted generator: y = A g(z) + N(0, sigma^2 I)
+        (``config.sigma``); ``tasks/likelihood.py`` estimates log p(y) by AIS on it."""
+        from genbench.density import Density
+
+        from genbench.model import frozen
+
+        self._check_fitted()
+        g = self.generator_.eval()
+
+        def decode(z: Tensor) -> Tensor:
+            with frozen(g):  # gradients w.r.t. z only: no graph through the weights
+                return g(z.to(self.device_)).float()
+
+        return Density(latent_dim=self.config.latent_dim, decode=decode, sigma=self.config.sigma,
+                       iwae=self._iwae(), note=self._density_note())
+
+    def _iwae(self) -> Any:
+        """An importance-weighted bound ``(obs, k, generator) -> (N,)`` where the model has an encoder."""
+        return None
+
+    def _density_note(self) -> str:
+        return ""
+
     def _fast(self, net: torch.nn.Module) -> torch.nn.Module:
         """``net`` as fit and infer call it: ``torch.compile(net)`` when ``config.compile`` (one
         compiled wrapper per network, sharing its weights; save and load use ``net`` itself)."""

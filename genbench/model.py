@@ -259,6 +259,14 @@ class LatentModel(ABC):
         """Iterations one ``infer`` call spends per image (0 = closed form or one pass)."""
         return 0
 
+    #: why :meth:`density` is None, for the likelihood task's ``unsupported`` rows
+    density_note: ClassVar[str] = ""
+
+    def density(self) -> Any:
+        """This fitted model's :class:`~genbench.density.Density` (a Gaussian decoder or an exact
+        log-density), or None when it defines no density on images in [-1, 1] (the default)."""
+        return None
+
     @property
     def deterministic_inference(self) -> bool:
         """True when ``infer`` draws no random numbers: its result is then independent of the
@@ -382,6 +390,7 @@ class ReferenceMethod(LatentModel):
 
     Config: ClassVar[type[BaseConfig]] = ReferenceConfig
     capabilities: ClassVar[Capabilities] = Capabilities(latent_code=False, learns=False, samples=False)
+    density_note: ClassVar[str] = "a reference method: it has no model of the images"
 
     @abstractmethod
     def recover(self, obs: Observations) -> Tensor:

@@ -1,0 +1,125 @@
+"""Held-out log-likelihood: how likely are train, test and out-of-domain images under the model?
+
+For every model that defines a density on images in [-1, 1] (``LatentModel.density()``):
+
+- a **decoder** with the shared Gaussian observation model, p(y) = ∫ N(y; A g(z), sigma^2 I) N(z; 0, I) dz
+  (ABP, ABP-GD, the VAE, the GAN): annealed importance sampling from the prior to the posterior with HMC
+  transitions (Wu, Burda, Salakhutdinov & Grosse, ICLR 2017; :mod:`genbench.ais`), ``chains`` chains per
+  image, the weights averaged in log space. The estimate is a stochastic lower bound; it is **validated**
+  on data simulated from the model itself by bidirectional Monte Carlo (Grosse, Ghahramani & Adams 2015):
+  the ``simulated`` split's ``bdmc_gap`` is the mean gap (nats per image) between the reverse-AIS upper
+  bound and the forward-AIS lower bound at the same settings. For the VAE also ``iwae_nll``, the
+  importance-weighted bound (Burda et al. 2016) with the encoder as proposal, which must not beat AIS.
+- an **exact** density (PCA: probabilistic PCA, Tipping & Bishop 1999, with its own noise variance).
+
+Models of binary pixels (RBM, DBN) define no density on this space: their rows are ``unsupported`` with a
+message. Reference methods have no density either.
+
+Metrics per split: ``nll`` (nats per image, -log p(y)), ``bpd`` (bits per dimension on the 0..255 pixel
+scale: (nll + D ln 127.5) / (D ln 2), the density rescaled from [-1, 1] to [0, 255]; a continuous
+density, not a discrete likelihood). The train-test gap of ``nll`` is the overfitting measure. On the
+``negative`` split also ``ood_auroc`` / ``ood_aupr`` (:mod:`genbench.ood`) ranked by the per-image nll.
+
+Parameters (``--set task.likelihood.<name>=...``): ``n_images`` (images per split, default 100),
+``steps`` (annealing steps, default 500), ``chains`` (default 8), ``bdmc_images`` (simulated images,
+default 20), ``iwae_k`` (default 1000).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from genbench.ais import ais_log_likelihood, bdmc
+from genbench.ood import OOD_METRICS, ood_scores
+from genbench.operators import Identity, ImageShape
+from genbench.metrics import Metric
+from genbench.registry import register_metric, register_task
+from genbench.task import CLEAN_TRAIN, EvalContext, SplitResult, Task, Variant
+
+NLL, BPD, IWAE_NLL, BDMC_GAP = "nll", "bpd", "iwae_nll", "bdmc_gap"
+SIMULATED = "simulated"
+
+for _metric in (
+    Metric(NLL, "negative log-likelihood of an image, nats (AIS lower bound on log p, or exact)",
+           unit="nats per image", decimals=2, needs="model"),
+    Metric(BPD, "negative log-likelihood in bits per dimension on the 0..255 pixel scale", unit="bits/dim",
+           decimals=3, needs="model"),
+    Metric(IWAE_NLL, "negative importance-weighted bound (encoder proposal), nats; never below the AIS nll",
+           unit="nats per image", decimals=2, needs="model"),
+    Metric(BDMC_GAP, "BDMC gap on data simulated from the model: upper - lower bound, nats per image",
+           unit="nats per image", decimals=3, needs="model"),
+):
+    register_metric(_metric)
+
+
+@register_task("likelihood")
+class Likelihood(Task):
+    """Held-out log-likelihood (AIS, validated by BDMC; exact for PCA) and out-of-domain AUROC."""
+
+    name = "likelihood"
+    splits = {CLEAN_TRAIN: ("train", "test", "negative", SIMULATED)}
+    metrics = (NLL, BPD, IWAE_NLL)
+    default_params = {"n_images": 100, "steps": 500, "chains": 8, "bdmc_images": 20, "iwae_k": 1000}
+
+    def variants(self, image_shape: ImageShape) -> list[Variant]:
+        for key in self.default_params:
+            value = self.params[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"task.likelihood.{key} must be a positive integer, got {value!r}")
+        return [Variant("identity", lambda shape, seed: Identity(seed), protocols=(CLEAN_TRAIN,))]
+
+    def metrics_for(self, split: str) -> tuple[str, ...]:
+        if split == SIMULATED:
+            return (BDMC_GAP,)
+        return self.metric_names() + (OOD_METRICS if split == "negative" else ())
+
+    def evaluate(self, ctx: EvalContext, split: str) -> SplitResult:
+        density = ctx.model.density()
+        wanted = self.metrics_for(split)
+        if density is None:
+            why = (f"{type(ctx.model).__name__} defines no density on images in [-1, 1]"
+                   + (f": {ctx.model.density_note}" if ctx.model.density_note else ""))
+            return SplitResult({}, 0, unsupported={m: why for m in wanted})
+        p = self.params
+        if split == SIMULATED:
+            return self._bdmc(ctx, density, wanted)
+        obs = ctx.observed[split][: p["n_images"]]
+        t0 = ctx.clock()
+        if density.exact is not None:
+            log_p = density.exact(obs)
+        else:
+            log_p = ais_log_likelihood(density.decode, obs, latent_dim=density.latent_dim, sigma=density.sigma,
+                                       n_steps=p["steps"], n_chains=p["chains"], generator=ctx.generator).log_p
+        seconds = ctx.clock() - t0
+        nll = -log_p.double()
+        ctx.cache[f"nll/{split}"] = nll
+        dims = math.prod(obs.image_shape)
+        scores: dict[str, float] = {NLL: float(nll.mean()),
+                                    BPD: float((nll.mean() + dims * math.log(127.5)) / (dims * math.log(2)))}
+        unsupported: dict[str, str] = {}
+        if density.iwae is not None:
+            scores[IWAE_NLL] = float(-density.iwae(obs, p["iwae_k"], ctx.generator).double().mean())
+        else:
+            unsupported[IWAE_NLL] = f"{type(ctx.model).__name__} has no encoder to propose from"
+        if split == "negative":
+            scores.update(ood_scores(ctx.cache["nll/test"], nll))
+        note = density.note
+        if density.exact is not None:
+            unsupported[IWAE_NLL] = "exact density: no bound needed"
+        for m in wanted:
+            if m not in scores and m not in unsupported:
+                unsupported[m] = note or "not computed"
+        return SplitResult(scores, len(obs), seconds / len(obs), 0, unsupported=unsupported)
+
+    def _bdmc(self, ctx: EvalContext, density: Any, wanted: tuple[str, ...]) -> SplitResult:
+        if density.exact is not None:
+            return SplitResult({}, 0, unsupported={m: "exact density: no AIS to validate" for m in wanted})
+        p = self.params
+        t0 = ctx.clock()
+        result = bdmc(density.decode, ctx.op, p["bdmc_images"], latent_dim=density.latent_dim,
+                      image_shape=tuple(ctx.observed["test"].image_shape), sigma=density.sigma,
+                      n_steps=p["steps"], n_chains=p["chains"], generator=ctx.generator, device=ctx.device)
+        seconds = ctx.clock() - t0
+        return SplitResult({BDMC_GAP: float(result.gap)}, p["bdmc_images"], seconds / p["bdmc_images"], 0)
+

@@ -1,0 +1,76 @@
+"""The likelihood task and the out-of-domain metrics: oracle and null tests, the CLI, unsupported rows."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from genbench.cli import main
+from genbench.data import DataConfig, load_data
+from genbench.ood import OOD_AUPR, OOD_AUROC, ood_scores
+from genbench.operators import Identity
+from genbench.registry import get_model
+from genbench.results import read_results
+
+TINY = ["--dataset", "digits", "--set", "data.n_train=120", "--set", "data.n_test=30", "--set", "data.n_negative=20",
+        "--set", "task.likelihood.n_images=10", "--set", "task.likelihood.steps=10", "--set",
+        "task.likelihood.chains=2", "--set", "task.likelihood.bdmc_images=3", "--set", "task.likelihood.iwae_k=5"]
+
+
+def _run(tmp_path, *args):
+    assert main([*TINY, "--out", str(tmp_path), "--tasks", "likelihood", *args]) in (0, 1)
+    (run_dir,) = tmp_path.iterdir()
+    return run_dir, read_results(run_dir / "results.csv")
+
+
+def test_ood_auroc_oracle_and_null():
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(200, generator=g)
+    assert ood_scores(a, a + 2)[OOD_AUROC] == 1.0 and ood_scores(a, a + 2)[OOD_AUPR] == pytest.approx(1.0)
+    assert ood_scores(a + 2, a)[OOD_AUROC] == 0.0  # ranks the wrong way: below chance, not hidden
+    same = ood_scores(torch.rand(2000, generator=g), torch.rand(2000, generator=g))
+    assert same[OOD_AUROC] == pytest.approx(0.5, abs=0.03)
+    with pytest.raises(ValueError, match="non-finite"):
+        ood_scores(a, torch.tensor([math.nan]))
+
+
+def test_pca_nll_is_the_exact_ppca_density(tmp_path):
+    run_dir, df = _run(tmp_path, "--models", "pca", "--latent-dims", "4")
+    ok = df[df.status == "ok"].set_index(["split", "metric"]).value
+    # the oracle, independently: refit the same PCA (exact SVD: deterministic) and evaluate the full covariance
+    data = load_data(DataConfig(name="digits", n_train=120, n_test=30, n_negative=20))
+    pca = get_model("pca").build(latent_dim=4).fit(Identity().observe(data.train))
+    s2 = float(pca.noise_variance_)
+    w = pca.components_.T * (pca.explained_variance_ - s2).sqrt()
+    cov = w @ w.T + s2 * torch.eye(w.shape[0], dtype=w.dtype)
+    mvn = torch.distributions.MultivariateNormal(pca.mean_, covariance_matrix=cov)
+    for split in ("train", "test", "negative"):
+        x = getattr(data, split)[:10].double().flatten(1)
+        assert ok[split, "nll"] == pytest.approx(float(-mvn.log_prob(x).mean()), rel=1e-6), split
+        d = x.shape[1]
+        assert ok[split, "bpd"] == pytest.approx((ok[split, "nll"] + d * math.log(127.5)) / (d * math.log(2)))
+    assert ok["train", "nll"] < ok["test", "nll"] < ok["negative", "nll"]  # overfits a little; faces are unlikely
+    assert ok["negative", OOD_AUROC] > 0.5  # better than chance (0.62 here: tiny 8x8 faces are digit-like)
+    iwae = df[(df.metric == "iwae_nll")]
+    assert set(iwae.status) == {"unsupported"} and iwae.message.str.contains("exact").all()
+
+
+def test_decoder_models_get_ais_and_bdmc_rows_and_others_say_why(tmp_path):
+    run_dir, df = _run(tmp_path, "--models", "abp,rbm,biharmonic", "--dry-run")
+    abp = df[df.model == "abp"].set_index(["split", "metric"])
+    for split in ("train", "test", "negative"):
+        assert abp.loc[(split, "nll"), "status"] == "ok" and math.isfinite(abp.loc[(split, "nll"), "value"])
+    assert abp.loc[("simulated", "bdmc_gap"), "status"] == "ok"
+    assert abp.loc[("test", "iwae_nll"), "status"] == "unsupported"
+    rbm = df[df.model == "rbm"]
+    assert set(rbm.status) == {"unsupported"} and rbm.message.str.contains("binary pixels").all()
+    assert set(df[df.model == "biharmonic"].status) == {"unsupported"}
+    assert "## likelihood: nll (lower is better)" in (run_dir / "summary.md").read_text()
+
+
+def test_bad_likelihood_parameters_are_one_line(capsys):
+    assert main([*TINY, "--tasks", "likelihood", "--set", "task.likelihood.steps=0", "--models", "pca"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "task.likelihood.steps must be a positive integer" in err
