@@ -31,7 +31,12 @@ from genbench.abp import ABP
 from genbench.backbone import ConvTrunk, Generator
 from genbench.model import LatentModel
 from genbench.operators import Identity, Observations
-from genbench.registry import available_models, available_operators, available_tasks, get_model
+from genbench.registry import (
+    available_models,
+    available_operators,
+    available_tasks,
+    get_model,
+)
 from genbench.task import RecoveryTask
 
 MODELS = sorted(available_models())
@@ -194,7 +199,9 @@ def test_runner_passes_execution_switches_to_the_models_that_have_them():
 
     from genbench.config import resolve_config
     from genbench.model import EXECUTION_FIELDS, hashed_config
-    from genbench.planning import cell_model_config  # the one builder of a cell's model config
+    from genbench.planning import (
+        cell_model_config,  # the one builder of a cell's model config
+    )
     from genbench.runner import Runner
 
     notes: list[str] = []
