@@ -75,7 +75,7 @@ __all__ = ["AISEstimate", "binarize_images", "dbn_log_likelihood_bound", "paper_
 _PAPER_PIECES = ((0.5, 500), (0.9, 4000), (1.0, 10000))  # S&M's beta grid: (end of piece, steps in it)
 _DRAW_BLOCK = 64          # AIS steps of uniforms drawn at a time (one host -> device copy per block)
 _MAX_EXACT_UNITS = 24     # rbm_log_z_exact enumerates at most 2^24 states
-_ENUM_CHUNK = 1 << 14     # states per enumeration batch
+_ENUM_CHUNK = 1 << 12     # states per enumeration batch (4096 x D float64)
 
 
 @dataclass(frozen=True)

