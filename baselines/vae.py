@@ -55,6 +55,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -164,6 +165,12 @@ class VAE(GeneratorModel):
 
     # -- inference --------------------------------------------------------------------------
     @torch.no_grad()
+    def _iwae(self) -> Any:
+        """The importance-weighted bound with the encoder as proposal (Burda et al. 2016)."""
+        from genbench.iwae import vae_iwae
+
+        return lambda obs, k, generator: vae_iwae(self, obs, k, generator)
+
     def encode(self, obs: Observations) -> tuple[Tensor, Tensor]:
         """Posterior parameters (mu, logvar), each (N, d), of q(z | y): one eval-mode pass."""
         self._check_obs(obs)

@@ -74,3 +74,12 @@ def test_bad_likelihood_parameters_are_one_line(capsys):
     assert main([*TINY, "--tasks", "likelihood", "--set", "task.likelihood.steps=0", "--models", "pca"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "task.likelihood.steps must be a positive integer" in err
+
+
+def test_the_vae_iwae_bound_does_not_beat_ais(tmp_path):
+    run_dir, df = _run(tmp_path, "--models", "vae", "--dry-run", "--set", "task.likelihood.iwae_k=20")
+    ok = df[df.status == "ok"].set_index(["split", "metric"]).value
+    for split in ("train", "test", "negative"):
+        # both are stochastic lower bounds on log p; the encoder's proposal should be the looser one.
+        # (a one-step VAE: AIS's 10 steps already beat 20 importance samples by a wide margin)
+        assert ok[split, "iwae_nll"] >= ok[split, "nll"], split
