@@ -10,8 +10,14 @@ import math
 import pytest
 import torch
 
-from baselines.rbm_ais import (binarize_images, dbn_log_likelihood_bound, paper_schedule, rbm_ais_log_z,
-                               rbm_log_likelihood, rbm_log_z_exact)
+from baselines.rbm_ais import (
+    binarize_images,
+    dbn_log_likelihood_bound,
+    paper_schedule,
+    rbm_ais_log_z,
+    rbm_log_likelihood,
+    rbm_log_z_exact,
+)
 from baselines.rbm_layer import RBMLayer
 
 D, H = 10, 6
