@@ -136,9 +136,7 @@ class BDMCResult:
 def n_observed(obs: Observations) -> Tensor:
     """Observed scalars per image, (N,) float on ``obs.device``: mask sum x channels for masks,
     the length K of y for projections, C * H * W for the identity."""
-    if obs.mask is not None:
-        return obs.mask.expand_as(obs.y).flatten(1).sum(1).to(obs.y.dtype)
-    return torch.full((len(obs),), float(obs.y[0].numel()), dtype=obs.y.dtype, device=obs.device)
+    return obs.observed_per_image()
 
 
 def gaussian_log_likelihood(obs: Observations, x_hat: Tensor, sigma: float) -> Tensor:

@@ -335,6 +335,13 @@ class Observations:
         """(N, 1, H, W) float, 1 = occluded (the entries inpainting is scored on); None if none."""
         return None if self.mask is None else 1.0 - self.mask
 
+    def observed_per_image(self) -> Tensor:
+        """Observed scalars of each image, (N,) in y's dtype: mask sum x channels for masks, the length
+        K of y for projections, C * H * W for the identity (the n of a normalised likelihood)."""
+        if self.mask is not None:
+            return self.mask.expand_as(self.y).flatten(1).sum(1).to(self.y.dtype)
+        return torch.full((len(self),), float(math.prod(self.y.shape[1:])), dtype=self.y.dtype, device=self.device)
+
     @property
     def n_observed(self) -> int:
         """Number of observed scalars per image on average (for reporting)."""

@@ -19,6 +19,16 @@ def tiny() -> DataSplits:
     return load_data(DataConfig(name="digits", n_train=200, n_test=50, n_negative=20))
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: intra-op threads only add synchronisation (ms per tiny matmul on a busy 2-core
+    machine once scikit-learn's OpenMP is loaded too), so a test using this runs single-threaded."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)  # tests are the edge: they seed, library code does not

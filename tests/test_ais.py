@@ -42,14 +42,7 @@ OPERATORS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: intra-op threads only add synchronisation (8x slower on a busy
-    2-core machine), so the tests run single-threaded and restore the setting after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors run single-threaded
 
 
 def _gen(seed: int) -> torch.Generator:

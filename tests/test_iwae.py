@@ -26,14 +26,7 @@ D = math.prod(SHAPE)
 SIGMA = 0.5
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (ms per tiny matmul on a busy 2-core
-    machine once scikit-learn's OpenMP is loaded too), so run single-threaded, as tests/test_ais.py."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors run single-threaded
 
 
 def _linear_model(d: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,14 +24,7 @@ D, H = 10, 6
 TOL = 0.05  # nats: 5x the spread of the AIS estimate over seeds at the settings below (0.01, measured)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (ms per tiny matmul on a busy 2-core
-    machine once scikit-learn's OpenMP is loaded too), so run single-threaded, as tests/test_ais.py."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors run single-threaded
 
 
 def _layer(d: int, h: int, seed: int, dtype=torch.float32) -> RBMLayer:

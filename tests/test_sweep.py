@@ -41,13 +41,7 @@ KEYS = ["model", "latent_dim", "seed", "task", "variant", "protocol", "split", "
 COMPARED = KEYS + ["value", "n_images", "infer_steps", "status", "message", "config_hash"]
 
 
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """The subprocesses run with OMP_NUM_THREADS=1; bit-equal numbers need the same here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# one_thread (conftest): the subprocesses run with OMP_NUM_THREADS=1; bit-equal numbers need the same here
 
 
 def _table(run_dir: Path) -> pd.DataFrame:
