@@ -191,7 +191,6 @@ class RBM(LatentModel):
     """Bernoulli-Bernoulli RBM; :class:`baselines.dbn.DBN` is the same model with more layers."""
 
     Config = RBMConfig
-    density_note = "it models binary pixels"
     capabilities = Capabilities()  # mean-field and gradient descent only: no sampling at inference
     dry_run_overrides = {"n_epochs": 1, "infer_steps": 1, "infer_projection_steps": 1, "em_iters": 1,
                          "sample_steps": 1}
@@ -301,6 +300,29 @@ class RBM(LatentModel):
         if obs.mask is not None:
             x_hat = torch.where(obs.mask.expand_as(x_hat) > 0, obs.y, x_hat)
         return x_hat
+
+    def density(self) -> Any:
+        """A binary density (:class:`~genbench.density.Density` ``binary``): log p of binarised images,
+        the top RBM's log Z by AIS (Salakhutdinov & Murray 2008; :mod:`baselines.rbm_ais`), exact for
+        the RBM given log Z, the importance-weighted lower bound for the DBN. log Z is estimated once per
+        fitted model and setting, from the first call's generator."""
+        from baselines.rbm_ais import binarize_images, stack_log_likelihood, top_log_z
+        from genbench.density import Density
+
+        self._check_fitted()
+        memo: dict[tuple[int, int], Any] = self.__dict__.setdefault("_log_z_memo", {})
+
+        @torch.no_grad()
+        def binary(x: Tensor, generator: torch.Generator, *, n_steps: int, n_runs: int, n_samples: int) -> Tensor:
+            if (n_steps, n_runs) not in memo:
+                memo[n_steps, n_runs] = top_log_z(self.layers_, self.pixel_mean_, generator=generator,
+                                                  n_steps=n_steps, n_runs=n_runs)
+            return stack_log_likelihood(self.layers_, binarize_images(x.to(self.device_)),
+                                        memo[n_steps, n_runs].log_z, generator=generator, n_samples=n_samples)
+
+        how = "exact given log Z" if len(self.layers_) == 1 else "an importance-weighted lower bound"
+        return Density(binary=binary, note=f"it models binary pixels: log p of binarised images (pixel > 0.5), "
+                                           f"log Z by AIS, {how}")
 
     @torch.no_grad()
     def sample(self, n: int) -> Tensor:

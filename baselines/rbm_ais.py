@@ -89,7 +89,7 @@ from torch import Tensor
 from baselines.rbm_layer import RBMLayer
 
 __all__ = ["AISEstimate", "binarize_images", "dbn_log_likelihood_bound", "paper_schedule", "rbm_ais_log_z",
-           "rbm_log_likelihood", "rbm_log_z_exact"]
+           "rbm_log_likelihood", "rbm_log_z_exact", "stack_log_likelihood", "top_log_z"]
 
 _PAPER_PIECES = ((0.5, 500), (0.9, 4000), (1.0, 10000))  # S&M's beta grid: (end of piece, steps in it)
 _DRAW_BLOCK = 64          # AIS steps of uniforms drawn at a time (one host -> device copy per block)
@@ -316,3 +316,30 @@ def _dbn_batch(bottom: RBMLayer, top: RBMLayer, v: Tensor, s: int, kind: str,
         return (log_p_v + log_p_h).mean(0) + log_q_of.entropy().sum(-1)
     log_w = log_p_v + log_p_h - log_q_of.log_prob(h.double()).sum(-1)         # (S, B)
     return torch.logsumexp(log_w, 0) - math.log(s)
+
+
+# ---------------------------------------------------------------------------- a fitted stack
+def stack_log_likelihood(layers: list[RBMLayer], v: Tensor, log_z_top: float, *, generator: torch.Generator,
+                         n_samples: int = 100) -> Tensor:
+    """log p(v) of binary vectors v (N, D) under a fitted stack (:class:`baselines.rbm.RBM`: one layer,
+    exact given ``log_z_top``; :class:`baselines.dbn.DBN`: two layers, the importance-weighted lower
+    bound of :func:`dbn_log_likelihood_bound` with ``n_samples`` samples), (N,) float64 in nats.
+    ``log_z_top``: log Z of the top RBM (:func:`top_log_z`)."""
+    if len(layers) == 1:
+        return rbm_log_likelihood(**layers[0].state(), v=v.to(layers[0].weight), log_z=log_z_top).double()
+    if len(layers) == 2:
+        return dbn_log_likelihood_bound(layers[0], layers[1], v.to(layers[0].weight), log_z_top,
+                                        generator=generator, n_samples=n_samples, kind="importance")
+    raise ValueError(f"stack_log_likelihood supports 1 (RBM) or 2 (DBN) layers, got {len(layers)}")
+
+
+def top_log_z(layers: list[RBMLayer], pixel_mean: Tensor, *, generator: torch.Generator, n_steps: int = 10000,
+              n_runs: int = 100) -> AISEstimate:
+    """AIS log Z of the top RBM of a stack, its base rate from the training pixel means ``pixel_mean``
+    (D,) in [0, 1] passed up the lower layers (an approximation of the top layer's input means: any
+    base is unbiased, a close one is efficient)."""
+    mean = pixel_mean.flatten().to(layers[0].weight)
+    for layer in layers[:-1]:
+        mean = layer.hidden_probs(mean.unsqueeze(0)).squeeze(0)
+    return rbm_ais_log_z(**layers[-1].state(), generator=generator, n_steps=n_steps, n_runs=n_runs,
+                         data_mean=mean.clamp(0, 1))

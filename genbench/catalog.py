@@ -35,8 +35,8 @@ BUILTIN: dict[str, dict[str, str]] = {'models': {'abp': 'Alternating back-propag
            'inpainting': 'Salt-and-pepper and block occlusion; scored on the occluded pixels (and on all '
                          'pixels). Variants on 28x28: salt-pepper-0.5, salt-pepper-0.7, salt-pepper-0.9, '
                          'block-10, block-14.',
-           'likelihood': 'Held-out log-likelihood (AIS, validated by BDMC; exact for PCA) and out-of-domain '
-                         'AUROC. Variants on 28x28: identity.',
+           'likelihood': 'Held-out log-likelihood (AIS checked by BDMC; exact for PCA; binarised for '
+                         'RBM/DBN), OOD AUROC. Variants on 28x28: identity.',
            'projection': 'Recovery from K random projections; scored over the whole image. Variants on '
                          '28x28: k-20, k-50, k-100, k-200.',
            'reconstruction': 'Fit on clean training images; reconstruct train, test and negative images. '

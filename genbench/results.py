@@ -84,7 +84,8 @@ CELL_KEYS = (MODEL, LATENT_DIM, TASK, VARIANT, LEVEL_NAME, LEVEL, LEVEL_UNIT, PR
 class ResultRow:
     """One row of the results table: one metric of one cell. Fields are ``COLUMNS``, in order (keyword-only).
 
-    ``status`` is ``"ok"``, ``"failed"`` or ``"unsupported"``; ``message`` holds the error text ("" when ok).
+    ``status`` is ``"ok"``, ``"failed"`` or ``"unsupported"``; ``message`` holds the error text, or for an
+    ok row a note on how its value was obtained (usually "").
     ``infer_seconds`` is inference time per image, ``infer_steps`` the inference iterations used.
     ``latent_dim`` is None for a method with no latent code; ``level``/``level_name``/``level_unit`` are the
     variant's axis (None / "" for a variant on none).

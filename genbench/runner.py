@@ -297,7 +297,7 @@ class Runner:
             rows += [self._row(cell, split, cell_hash, metric=m, value=result.scores.get(m, math.nan),
                                n_images=result.n_images, fit_seconds=fit_seconds, eval_seconds=eval_seconds,
                                infer_seconds=result.infer_seconds, infer_steps=result.infer_steps,
-                               **({} if m in result.scores else
+                               **({"message": result.notes.get(m, "")} if m in result.scores else
                                   {"status": STATUS_UNSUPPORTED, "message": result.unsupported[m]}))
                      for m in task.metrics_for(split)]
             if result.recovery is not None and split == ("test" if "test" in splits else splits[0]):

@@ -117,7 +117,8 @@ class EvalContext:
 class SplitResult:
     """A task's evaluation of one split: a value per metric it names (or, in ``unsupported``, why this
     model has none: those rows get ``status=unsupported`` and the message), how many images, inference
-    time per image and steps, and optionally the recovery (kept as a few images for the grids)."""
+    time per image and steps, optionally the recovery (kept as a few images for the grids), and in
+    ``notes`` a message for a scored row (how the value was obtained, e.g. "a lower bound")."""
 
     scores: dict[str, float]
     n_images: int
@@ -125,6 +126,7 @@ class SplitResult:
     infer_steps: int = 0
     recovery: tuple[Observations, Tensor, Tensor] | None = field(default=None, repr=False)  # (obs, x, x_hat)
     unsupported: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 class Task(ABC):

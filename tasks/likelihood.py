@@ -12,17 +12,23 @@ For every model that defines a density on images in [-1, 1] (``LatentModel.densi
   importance-weighted bound (Burda et al. 2016) with the encoder as proposal, which must not beat AIS.
 - an **exact** density (PCA: probabilistic PCA, Tipping & Bishop 1999, with its own noise variance).
 
-Models of binary pixels (RBM, DBN) define no density on this space: their rows are ``unsupported`` with a
-message. Reference methods have no density either.
+Models of binary pixels (RBM, DBN) define no density on this space: their continuous metrics are
+``unsupported`` with a message, and ``binary_nll`` is theirs: -log p of the binarised image (pixel > 0.5),
+the top RBM's partition function by AIS (Salakhutdinov & Murray 2008, :mod:`baselines.rbm_ais`; exact for
+the RBM given log Z, an importance-weighted lower bound on log p for the DBN, so its ``binary_nll`` is an
+upper bound). Reference methods have no density: their rows are ``unsupported``.
 
 Metrics per split: ``nll`` (nats per image, -log p(y)), ``bpd`` (bits per dimension on the 0..255 pixel
 scale: (nll + D ln 127.5) / (D ln 2), the density rescaled from [-1, 1] to [0, 255]; a continuous
-density, not a discrete likelihood). The train-test gap of ``nll`` is the overfitting measure. On the
-``negative`` split also ``ood_auroc`` / ``ood_aupr`` (:mod:`genbench.ood`) ranked by the per-image nll.
+density, not a discrete likelihood), ``binary_nll`` (nats per binarised image). The train-test gap of
+``nll`` is the overfitting measure. On the ``negative`` split also ``ood_auroc`` / ``ood_aupr``
+(:mod:`genbench.ood`) ranked by the per-image nll (``binary_nll`` for the binary models).
 
 Parameters (``--set task.likelihood.<name>=...``): ``n_images`` (images per split, default 100),
 ``steps`` (annealing steps, default 500), ``chains`` (default 8), ``bdmc_images`` (simulated images,
-default 20), ``iwae_k`` (default 1000).
+default 20), ``iwae_k`` (default 1000); for the binary models ``rbm_steps`` (AIS steps of log Z,
+default 10000) and ``rbm_runs`` (default 100), within 0.1 nats of the exact log Z on the suite's RBMs
+(:mod:`baselines.rbm_ais`), and ``dbn_samples`` (samples of the DBN's bound, default 100).
 """
 
 from __future__ import annotations
@@ -31,13 +37,13 @@ import math
 from typing import Any
 
 from genbench.ais import ais_log_likelihood, bdmc
+from genbench.metrics import Metric
 from genbench.ood import OOD_METRICS, ood_scores
 from genbench.operators import Identity, ImageShape
-from genbench.metrics import Metric
 from genbench.registry import register_metric, register_task
 from genbench.task import CLEAN_TRAIN, EvalContext, SplitResult, Task, Variant
 
-NLL, BPD, IWAE_NLL, BDMC_GAP = "nll", "bpd", "iwae_nll", "bdmc_gap"
+NLL, BPD, IWAE_NLL, BDMC_GAP, BINARY_NLL = "nll", "bpd", "iwae_nll", "bdmc_gap", "binary_nll"
 SIMULATED = "simulated"
 
 for _metric in (
@@ -47,6 +53,9 @@ for _metric in (
            decimals=3, needs="model"),
     Metric(IWAE_NLL, "negative importance-weighted bound (encoder proposal), nats; never below the AIS nll",
            unit="nats per image", decimals=2, needs="model"),
+    Metric(BINARY_NLL, "negative log-likelihood of the binarised image (pixel > 0.5) under a binary-pixel "
+                       "model (RBM: AIS log Z; DBN: upper bound), nats", unit="nats per image", decimals=2,
+           needs="model"),
     Metric(BDMC_GAP, "BDMC gap on data simulated from the model: upper - lower bound, nats per image",
            unit="nats per image", decimals=3, needs="model"),
 ):
@@ -55,12 +64,13 @@ for _metric in (
 
 @register_task("likelihood")
 class Likelihood(Task):
-    """Held-out log-likelihood (AIS, validated by BDMC; exact for PCA) and out-of-domain AUROC."""
+    """Held-out log-likelihood (AIS checked by BDMC; exact for PCA; binarised for RBM/DBN), OOD AUROC."""
 
     name = "likelihood"
     splits = {CLEAN_TRAIN: ("train", "test", "negative", SIMULATED)}
-    metrics = (NLL, BPD, IWAE_NLL)
-    default_params = {"n_images": 100, "steps": 500, "chains": 8, "bdmc_images": 20, "iwae_k": 1000}
+    metrics = (NLL, BPD, IWAE_NLL, BINARY_NLL)
+    default_params = {"n_images": 100, "steps": 500, "chains": 8, "bdmc_images": 20, "iwae_k": 1000,
+                      "rbm_steps": 10000, "rbm_runs": 100, "dbn_samples": 100}
 
     def variants(self, image_shape: ImageShape) -> list[Variant]:
         for key in self.default_params:
@@ -77,49 +87,57 @@ class Likelihood(Task):
     def evaluate(self, ctx: EvalContext, split: str) -> SplitResult:
         density = ctx.model.density()
         wanted = self.metrics_for(split)
+        name = type(ctx.model).__name__
         if density is None:
-            why = (f"{type(ctx.model).__name__} defines no density on images in [-1, 1]"
-                   + (f": {ctx.model.density_note}" if ctx.model.density_note else ""))
+            why = f"{name} defines no density" + (f": {ctx.model.density_note}" if ctx.model.density_note else "")
             return SplitResult({}, 0, unsupported={m: why for m in wanted})
-        p = self.params
         if split == SIMULATED:
             return self._bdmc(ctx, density, wanted)
+        p = self.params
         obs = ctx.observed[split][: p["n_images"]]
-        t0 = ctx.clock()
-        if density.exact is not None:
-            log_p = density.exact(obs)
-        else:
-            log_p = ais_log_likelihood(density.decode, obs, latent_dim=density.latent_dim, sigma=density.sigma,
-                                       n_steps=p["steps"], n_chains=p["chains"], generator=ctx.generator).log_p
-        seconds = ctx.clock() - t0
-        nll = -log_p.double()
-        ctx.cache[f"nll/{split}"] = nll
         dims = math.prod(obs.image_shape)
-        scores: dict[str, float] = {NLL: float(nll.mean()),
-                                    BPD: float((nll.mean() + dims * math.log(127.5)) / (dims * math.log(2)))}
-        unsupported: dict[str, str] = {}
-        if density.iwae is not None:
-            scores[IWAE_NLL] = float(-density.iwae(obs, p["iwae_k"], ctx.generator).double().mean())
+        t0 = ctx.clock()
+        scores: dict[str, float] = {}
+        notes: dict[str, str] = {}
+        if density.binary is not None:
+            nll = -density.binary(obs.y, ctx.generator, n_steps=p["rbm_steps"], n_runs=p["rbm_runs"],
+                                  n_samples=p["dbn_samples"]).double().cpu()
+            scores[BINARY_NLL] = float(nll.mean())
+            notes[BINARY_NLL] = density.note
+            unsupported = {m: f"{name} defines no density on images in [-1, 1]: {density.note}"
+                           for m in (NLL, BPD, IWAE_NLL)}
         else:
-            unsupported[IWAE_NLL] = f"{type(ctx.model).__name__} has no encoder to propose from"
+            if density.exact is not None:
+                log_p = density.exact(obs)
+            else:
+                log_p = ais_log_likelihood(density.decode, obs, latent_dim=density.latent_dim, sigma=density.sigma,
+                                           n_steps=p["steps"], n_chains=p["chains"], generator=ctx.generator).log_p
+            nll = -log_p.double().cpu()
+            scores[NLL] = float(nll.mean())
+            scores[BPD] = float((nll.mean() + dims * math.log(127.5)) / (dims * math.log(2)))
+            notes[NLL] = notes[BPD] = density.note
+            unsupported = {BINARY_NLL: f"{name} is a density on continuous pixels (see nll), not on binary ones"}
+            if density.iwae is not None:
+                scores[IWAE_NLL] = float(-density.iwae(obs, p["iwae_k"], ctx.generator).double().mean())
+            elif density.exact is not None:
+                unsupported[IWAE_NLL] = "exact density: no bound needed"
+            else:
+                unsupported[IWAE_NLL] = f"{name} has no encoder to propose from"
+        seconds = ctx.clock() - t0
+        ctx.cache[f"nll/{split}"] = nll
         if split == "negative":
             scores.update(ood_scores(ctx.cache["nll/test"], nll))
-        note = density.note
-        if density.exact is not None:
-            unsupported[IWAE_NLL] = "exact density: no bound needed"
-        for m in wanted:
-            if m not in scores and m not in unsupported:
-                unsupported[m] = note or "not computed"
-        return SplitResult(scores, len(obs), seconds / len(obs), 0, unsupported=unsupported)
+        return SplitResult(scores, len(obs), seconds / len(obs), 0, unsupported=unsupported, notes=notes)
 
     def _bdmc(self, ctx: EvalContext, density: Any, wanted: tuple[str, ...]) -> SplitResult:
-        if density.exact is not None:
-            return SplitResult({}, 0, unsupported={m: "exact density: no AIS to validate" for m in wanted})
+        if density.decode is None:
+            kind = "exact density" if density.exact is not None else "binary model, log Z by AIS"
+            return SplitResult({}, 0, unsupported={m: f"{kind}: no decoder AIS to validate" for m in wanted})
         p = self.params
         t0 = ctx.clock()
         result = bdmc(density.decode, ctx.op, p["bdmc_images"], latent_dim=density.latent_dim,
                       image_shape=tuple(ctx.observed["test"].image_shape), sigma=density.sigma,
                       n_steps=p["steps"], n_chains=p["chains"], generator=ctx.generator, device=ctx.device)
         seconds = ctx.clock() - t0
-        return SplitResult({BDMC_GAP: float(result.gap)}, p["bdmc_images"], seconds / p["bdmc_images"], 0)
-
+        return SplitResult({BDMC_GAP: float(result.gap)}, p["bdmc_images"], seconds / p["bdmc_images"], 0,
+                           notes={BDMC_GAP: density.note} if density.note else {})
