@@ -122,6 +122,7 @@ class Runner:
         self.data: _Data | None = None
         self.fit_count = 0  # fits actually run (a clean fit is shared by its cells; a checkpoint is loaded)
         self._fits: dict[tuple, tuple[LatentModel | None, float, str]] = {}
+        self._fit_caches: dict[tuple, dict[Any, Any]] = {}  # EvalContext.fit_cache of each fit in memory
         self._obs: dict[tuple, tuple[Operator, dict[str, Observations]]] = {}
         self._sampled: set[tuple] = set()  # (model, d, seed) with samples kept
 
@@ -246,6 +247,7 @@ class Runner:
         needed = {(get_model(c.model).fit_name, c.latent_dim, c.seed) for c in remaining}
         for key in [k for k in self._fits if (k[0], k[2], k[3]) not in needed]:
             del self._fits[key]
+            self._fit_caches.pop(key, None)
 
     def _describe(self, rows: list[ResultRow], status: str, message: str) -> str:
         if status != STATUS_OK:
@@ -277,8 +279,11 @@ class Runner:
             return self._rows(cell, splits, cell_hash, status=STATUS_FAILED, message=error,
                               fit_seconds=fit_seconds), STATUS_FAILED, error
         clean = {s: self._eval_images(s) for s in splits if s in SPLIT_STREAMS}  # a task may add its own
+        fk = fit_key(cell, spec, model_config)
         ctx = EvalContext(model=model, op=op, observed={s: observed[s][: len(x)] for s, x in clean.items()},
-                          clean=clean, generator=torch.Generator(), device=self.device, clock=self._clock)
+                          clean=clean, generator=torch.Generator(), device=self.device, clock=self._clock,
+                          fit_cache=self._fit_caches.setdefault(fk.key, {}),
+                          fit_seed=derive_seed(*fk.seed_parts, "evaluate"))
         rows: list[ResultRow] = []
         for i, split in enumerate(splits):
             seed = derive_seed(cell.seed, cell.model, cell.latent_dim, cell.task, cell.variant, cell.protocol,

@@ -97,6 +97,11 @@ class EvalContext:
     #: what one split's evaluation leaves for a later split of the same cell (e.g. per-image
     #: scores of ``test`` for an out-of-domain AUROC on ``negative``)
     cache: dict[str, Any] = field(default_factory=dict)
+    #: what is a property of the fit, not of the cell (a density: vae and vae-refine share one), kept for
+    #: every cell on the same fit in this process; ``fit_seed`` seeds such work, so that whichever cell
+    #: computes it first (after a resume, too) gets the same numbers
+    fit_cache: dict[Any, Any] = field(default_factory=dict)
+    fit_seed: int = 0
 
     def reconstruct(self, split: str) -> tuple[Tensor, float]:
         """``(x_hat, seconds)``: the model's recovery of the observed ``split``."""

@@ -33,13 +33,17 @@ default 10000) and ``rbm_runs`` (default 100), within 0.1 nats of the exact log 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
+
+import torch
 
 from genbench.ais import ais_log_likelihood, bdmc
 from genbench.metrics import Metric
 from genbench.ood import OOD_METRICS, ood_scores
 from genbench.operators import Identity, ImageShape
+from genbench.planning import derive_seed
 from genbench.registry import register_metric, register_task
 from genbench.task import CLEAN_TRAIN, EvalContext, SplitResult, Task, Variant
 
@@ -85,6 +89,21 @@ class Likelihood(Task):
         return self.metric_names() + (OOD_METRICS if split == "negative" else ())
 
     def evaluate(self, ctx: EvalContext, split: str) -> SplitResult:
+        """The estimate is a property of the fit (vae-refine shares vae's density): computed once per fit and
+        split, seeded by the fit (``ctx.fit_seed``), and reused by every cell on that fit."""
+        key = (self.name, split, tuple(sorted(self.params.items())))
+        reused = key in ctx.fit_cache
+        if not reused:
+            generator = torch.Generator().manual_seed(derive_seed(ctx.fit_seed, self.name, split))
+            ctx.fit_cache[key] = self._estimate(ctx, split, generator)
+        result = ctx.fit_cache[key]
+        if reused and result.scores:
+            note = "estimated once for the fit this model shares (same density)"
+            result = dataclasses.replace(result, notes={m: "; ".join(filter(None, (result.notes.get(m), note)))
+                                                        for m in result.scores})
+        return result
+
+    def _estimate(self, ctx: EvalContext, split: str, generator: torch.Generator) -> SplitResult:
         density = ctx.model.density()
         wanted = self.metrics_for(split)
         name = type(ctx.model).__name__
@@ -92,7 +111,7 @@ class Likelihood(Task):
             why = f"{name} defines no density" + (f": {ctx.model.density_note}" if ctx.model.density_note else "")
             return SplitResult({}, 0, unsupported={m: why for m in wanted})
         if split == SIMULATED:
-            return self._bdmc(ctx, density, wanted)
+            return self._bdmc(ctx, density, wanted, generator)
         p = self.params
         obs = ctx.observed[split][: p["n_images"]]
         dims = math.prod(obs.image_shape)
@@ -100,7 +119,7 @@ class Likelihood(Task):
         scores: dict[str, float] = {}
         notes: dict[str, str] = {}
         if density.binary is not None:
-            nll = -density.binary(obs.y, ctx.generator, n_steps=p["rbm_steps"], n_runs=p["rbm_runs"],
+            nll = -density.binary(obs.y, generator, n_steps=p["rbm_steps"], n_runs=p["rbm_runs"],
                                   n_samples=p["dbn_samples"]).double().cpu()
             scores[BINARY_NLL] = float(nll.mean())
             notes[BINARY_NLL] = density.note
@@ -111,25 +130,27 @@ class Likelihood(Task):
                 log_p = density.exact(obs)
             else:
                 log_p = ais_log_likelihood(density.decode, obs, latent_dim=density.latent_dim, sigma=density.sigma,
-                                           n_steps=p["steps"], n_chains=p["chains"], generator=ctx.generator).log_p
+                                           n_steps=p["steps"], n_chains=p["chains"], generator=generator).log_p
             nll = -log_p.double().cpu()
             scores[NLL] = float(nll.mean())
             scores[BPD] = float((nll.mean() + dims * math.log(127.5)) / (dims * math.log(2)))
-            notes[NLL] = notes[BPD] = density.note
+            if density.note:
+                notes[NLL] = notes[BPD] = density.note
             unsupported = {BINARY_NLL: f"{name} is a density on continuous pixels (see nll), not on binary ones"}
             if density.iwae is not None:
-                scores[IWAE_NLL] = float(-density.iwae(obs, p["iwae_k"], ctx.generator).double().mean())
+                scores[IWAE_NLL] = float(-density.iwae(obs, p["iwae_k"], generator).double().mean())
             elif density.exact is not None:
                 unsupported[IWAE_NLL] = "exact density: no bound needed"
             else:
                 unsupported[IWAE_NLL] = f"{name} has no encoder to propose from"
         seconds = ctx.clock() - t0
-        ctx.cache[f"nll/{split}"] = nll
+        ctx.fit_cache[(self.name, "per-image nll", split)] = nll
         if split == "negative":
-            scores.update(ood_scores(ctx.cache["nll/test"], nll))
+            scores.update(ood_scores(ctx.fit_cache[(self.name, "per-image nll", "test")], nll))
         return SplitResult(scores, len(obs), seconds / len(obs), 0, unsupported=unsupported, notes=notes)
 
-    def _bdmc(self, ctx: EvalContext, density: Any, wanted: tuple[str, ...]) -> SplitResult:
+    def _bdmc(self, ctx: EvalContext, density: Any, wanted: tuple[str, ...],
+              generator: torch.Generator) -> SplitResult:
         if density.decode is None:
             kind = "exact density" if density.exact is not None else "binary model, log Z by AIS"
             return SplitResult({}, 0, unsupported={m: f"{kind}: no decoder AIS to validate" for m in wanted})
@@ -137,7 +158,7 @@ class Likelihood(Task):
         t0 = ctx.clock()
         result = bdmc(density.decode, ctx.op, p["bdmc_images"], latent_dim=density.latent_dim,
                       image_shape=tuple(ctx.observed["test"].image_shape), sigma=density.sigma,
-                      n_steps=p["steps"], n_chains=p["chains"], generator=ctx.generator, device=ctx.device)
+                      n_steps=p["steps"], n_chains=p["chains"], generator=generator, device=ctx.device)
         seconds = ctx.clock() - t0
         return SplitResult({BDMC_GAP: float(result.gap)}, p["bdmc_images"], seconds / p["bdmc_images"], 0,
                            notes={BDMC_GAP: density.note} if density.note else {})
