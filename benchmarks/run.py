@@ -7,7 +7,7 @@
 Every timing is the median of ``--repeats`` runs after one warm-up run, with CUDA synchronised
 before each clock read; paired timings alternate which side runs first.
 
-Sections (``--sections``: abp, vae-dcgan, rbm, inference, scaling, quick; row names in brackets):
+Sections (``--sections``: abp, vae-dcgan, rbm, inference, scaling, quick, likelihood; row names in brackets):
 
 1. ``abp`` [abp-train]: ``ABP.fit`` throughput (images/s) and its *efficiency* = time of the same work
    written with bare PyTorch calls (``benchmarks/bare.py``) / our time; target >= 0.9.
@@ -22,6 +22,9 @@ Sections (``--sections``: abp, vae-dcgan, rbm, inference, scaling, quick; row na
    iteration): least-squares line, slope and R^2.
 6. [memory] (always, not a section of its own): peak resident memory of each section (and peak CUDA memory on a GPU).
 7. ``quick`` [quick-preset]: wall time of ``python run_benchmarks.py`` (the quick preset) as a subprocess.
+8. ``likelihood``: the likelihood task's cost per image at its default settings (``tasks/likelihood.py``):
+   AIS on an ABP generator after a short fit (seconds per image, and per HMC gradient of one chain), the
+   exact PPCA density, and the RBM's log Z by AIS (once per fitted model).
 
 Writes ``--out`` (default ``benchmarks/results/<timestamp>.csv``, columns ``benchmark, what,
 ours, reference, ratio, unit, device, notes``) and the same table as markdown beside it (.md),
@@ -63,7 +66,7 @@ from genbench.data import DataConfig, load_data  # noqa: E402
 from genbench.operators import Identity  # noqa: E402
 from genbench.registry import available_models  # noqa: E402
 
-SECTIONS = ("abp", "vae-dcgan", "rbm", "inference", "scaling", "quick")
+SECTIONS = ("abp", "vae-dcgan", "rbm", "inference", "scaling", "quick", "likelihood")
 ABP_TARGET, GEN_TARGET, RBM_TARGET = 0.9, 0.95, 3.0
 RBM_THREADS = 1  # section 3 runs both RBMs on one thread, rbm_vs_sklearn.py's default
 
@@ -85,16 +88,19 @@ class Sizes:
     scaling_ns: tuple[int, ...]
     scaling_ls: tuple[int, ...]
     quick_args: tuple[str, ...]       # arguments of run_benchmarks.py in section 7
+    n_ais: int                        # test images of section 8's AIS
+    ais: dict[str, Any]               # section 8's likelihood-task parameters (none: the task's defaults)
 
 
 FULL = Sizes(data=DataConfig(name="mnist5k", n_negative=1), n_train=1000, train_epochs=2, net={}, abp={},
              rbm_data="mnist5k", rbm=(100, 10, 3, 0.1), n_infer=200, infer_epochs=2, scaling_ns=(1000, 2000, 4000),
-             scaling_ls=(5, 10, 20), quick_args=())
+             scaling_ls=(5, 10, 20), quick_args=(), n_ais=4, ais={})
 TINY = Sizes(data=DataConfig(name="digits", n_train=128, n_test=32, n_negative=1), n_train=64, train_epochs=1,
              net={"latent_dim": 4, "width": 8, "batch_size": 16}, abp={"langevin_steps": 2},
              rbm_data="digits", rbm=(16, 16, 1, 0.1), n_infer=16, infer_epochs=None, scaling_ns=(32, 64, 128),
              scaling_ls=(1, 2, 4),
-             quick_args=("--dry-run", "--dataset", "digits", "--models", "abp,pca", "--tasks", "reconstruction"))
+             quick_args=("--dry-run", "--dataset", "digits", "--models", "abp,pca", "--tasks", "reconstruction"),
+             n_ais=2, ais={"steps": 3, "chains": 2, "rbm_steps": 20, "rbm_runs": 4})
 
 
 # ------------------------------------------------------------------------------- 1-2: training efficiency
@@ -277,10 +283,58 @@ def bench_quick(ctx: Bench) -> None:
         raise RuntimeError(f"run_benchmarks.py exited with code {code}")
 
 
+# ------------------------------------------------------------------------------------------ 8: likelihood
+def bench_likelihood(ctx: Bench) -> None:
+    """Seconds per image of the likelihood task's estimators at its default settings."""
+    from baselines.pca import PCA, PCAConfig
+    from baselines.rbm import RBM, RBMConfig
+    from genbench.ais import ais_log_likelihood
+    from tasks.likelihood import Likelihood
+
+    s = ctx.sizes
+    p = {**Likelihood.default_params, **s.ais}
+    train_obs = Identity().observe(ctx.x_train[:s.n_train])
+    test_obs = Identity().observe(ctx.x_test[:s.n_ais])
+    model = ABP(ABPConfig(n_epochs=1, **s.net, **s.abp)).fit(train_obs)
+    density = model.density()
+    def ais(obs: Any) -> Any:
+        return ais_log_likelihood(density.decode, obs, latent_dim=density.latent_dim, sigma=density.sigma,
+                                  n_steps=p["steps"], n_chains=p["chains"],
+                                  generator=torch.Generator().manual_seed(ctx.seed))
+
+    t = repeated(ctx, lambda: ais(test_obs), warmup=lambda: ais(test_obs[:1]))
+    per_image = t / len(test_obs)
+    grads = ((p["steps"] - 1) * 10 + 1) * p["chains"]  # AISConfig.leapfrog_steps = 10
+    ctx.log(f"likelihood: AIS {per_image:.2f} s/image at T={p['steps']}, K={p['chains']}")
+    ctx.add("likelihood", f"AIS on ABP (d={model.config.latent_dim}), T={p['steps']} steps, K={p['chains']} chains, "
+            f"{len(test_obs)} test images", per_image, unit="s/image",
+            notes=f"{grads} gradient evaluations of one latent per image: {1e6 * t / (grads * len(test_obs)):.1f} "
+            f"us each; one split of the task = n_images={p['n_images']} images: {per_image * p['n_images']:.0f} s")
+    pca = PCA(PCAConfig(latent_dim=model.config.latent_dim)).fit(train_obs)
+    exact = pca.density().exact
+    t = repeated(ctx, lambda: exact(test_obs))
+    ctx.add("likelihood", "exact PPCA log-likelihood", 1e3 * t / len(test_obs), unit="ms/image")
+    rbm = RBM(RBMConfig(latent_dim=model.config.latent_dim, n_epochs=1)).fit(train_obs)
+    binary = rbm.density().binary
+    kw = dict(n_steps=p["rbm_steps"], n_runs=p["rbm_runs"], n_samples=p["dbn_samples"])
+
+    def log_z_and_score() -> None:
+        rbm.__dict__.pop("_log_z_memo", None)  # time the log Z estimate, not the memo
+        rbm.density().binary(test_obs.y, torch.Generator().manual_seed(ctx.seed), **kw)
+
+    t = repeated(ctx, log_z_and_score)
+    binary(test_obs.y, torch.Generator().manual_seed(ctx.seed), **kw)
+    t_score = repeated(ctx, lambda: binary(test_obs.y, torch.Generator().manual_seed(ctx.seed), **kw))
+    ctx.add("likelihood", f"RBM log Z by AIS ({p['rbm_steps']} steps, {p['rbm_runs']} runs, "
+            f"{rbm.config.latent_dim} hidden), once per fit", t - t_score, unit="s",
+            notes=f"then {1e3 * t_score / len(test_obs):.3f} ms/image")
+
+
 RUNNERS: dict[str, tuple[str, Callable[[Bench], None]]] = {
     "abp": ("1 abp-train", bench_abp), "vae-dcgan": ("2 vae/dcgan-train", bench_vae_dcgan),
     "rbm": ("3 rbm-vs-sklearn", bench_rbm), "inference": ("4 inference", bench_inference),
-    "scaling": ("5 scaling", bench_scaling), "quick": ("7 quick-preset", bench_quick)}
+    "scaling": ("5 scaling", bench_scaling), "quick": ("7 quick-preset", bench_quick),
+    "likelihood": ("8 likelihood", bench_likelihood)}
 
 
 

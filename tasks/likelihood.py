@@ -52,14 +52,14 @@ SIMULATED = "simulated"
 
 for _metric in (
     Metric(NLL, "negative log-likelihood of an image, nats (AIS lower bound on log p, or exact)",
-           unit="nats per image", decimals=2, needs="model"),
+           unit="nats per image", decimals=2, needs="model", plot=True),
     Metric(BPD, "negative log-likelihood in bits per dimension on the 0..255 pixel scale", unit="bits/dim",
            decimals=3, needs="model"),
     Metric(IWAE_NLL, "negative importance-weighted bound (encoder proposal), nats; never below the AIS nll",
            unit="nats per image", decimals=2, needs="model"),
     Metric(BINARY_NLL, "negative log-likelihood of the binarised image (pixel > 0.5) under a binary-pixel "
                        "model (RBM: AIS log Z; DBN: upper bound), nats", unit="nats per image", decimals=2,
-           needs="model"),
+           needs="model", plot=True),
     Metric(BDMC_GAP, "BDMC gap on data simulated from the model: upper - lower bound, nats per image",
            unit="nats per image", decimals=3, needs="model"),
 ):

@@ -49,7 +49,9 @@ def test_tiny_run_writes_every_section(harness, tmp_path: Path, capsys: pytest.C
     by = {}
     for row in rows:
         by.setdefault(row["benchmark"], []).append(row)
-    assert set(by) == {"abp-train", "vae-train", "dcgan-train", "rbm-vs-sklearn", "inference", "scaling", "memory"}
+    assert set(by) == {"abp-train", "vae-train", "dcgan-train", "rbm-vs-sklearn", "inference", "scaling", "memory",
+                       "likelihood"}
+    assert all(math.isfinite(_number(r["ours"])) and _number(r["ours"]) >= 0 for r in by["likelihood"])
     for name in ("abp-train", "vae-train", "dcgan-train"):
         eff = _number(by[name][0]["ratio"])
         assert math.isfinite(eff) and eff > 0, (name, by[name][0])
