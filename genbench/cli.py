@@ -116,6 +116,17 @@ def _flags(args: argparse.Namespace) -> dict:
 
 def cmd_run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)  # --help and usage errors end here, before any heavy import
+    if not args.resume:
+        return _cmd_run(args, argv)
+    from genbench.rundir import read_run_config
+    from genbench.runlock import RunLock
+
+    read_run_config(args.resume)  # not a run folder: that error first
+    with RunLock(args.resume, "resume"):  # a second writer is refused before anything is printed or read
+        return _cmd_run(args, argv)
+
+
+def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from genbench.runner import Runner  # torch-heavy: only when running
 
     if args.resume:

@@ -84,8 +84,18 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path | None = None, 
             dirs.append(folder)
     if not dirs:
         raise ReportInputError("a report needs one or more run folders")
-    df = load_runs(dirs)
     out = _out_dir(dirs, out)
+    if any(out.resolve() == d.resolve() for d in dirs):  # writing into a run folder: be its one writer
+        from genbench.runlock import RunLock
+
+        with RunLock(out, "write the report into"):
+            return _write_report(dirs, out, metrics, plot_metrics)
+    return _write_report(dirs, out, metrics, plot_metrics)
+
+
+def _write_report(dirs: list[Path], out: Path, metrics: Sequence[str] | None,
+                  plot_metrics: Sequence[str] | None) -> Path:
+    df = load_runs(dirs)
     written = [write_text(out / "summary.md", report_markdown(df, metrics, dirs, out))]
     agg = aggregate(df, metrics)
     written += write_tables(agg, out / "tables")

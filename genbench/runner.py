@@ -50,6 +50,7 @@ from genbench.registry import EXECUTORS, ModelSpec, RegistryError, get_model, ge
 from genbench.results import (STATUS_FAILED, STATUS_OK, STATUS_UNSUPPORTED, ResultRow, ResultsWriter, config_hash,
                               versions_string)
 from genbench.rundir import RunFolder, build_saved_config, check_out_dir, config_differences, read_run_config
+from genbench.runlock import RunLock
 from genbench.task import EvalContext, SplitResult, Task, Variant
 
 Log = Callable[[str], None]
@@ -202,9 +203,15 @@ class Runner:
         data = self._prepared()
         cells = self.cells()
         if self.resuming:
-            finished = self.folder.finished_cells(cells, self.expected_rows, self.log)
-        else:
-            self.folder = RunFolder.create(out or self.config.out, self.run_id)
+            with RunLock(self.folder.path, "resume"):  # one writer per run folder (genbench.runlock)
+                return self._run(cells, data, self.folder.finished_cells(cells, self.expected_rows, self.log))
+        self.folder = RunFolder.create(out or self.config.out, self.run_id)
+        with RunLock(self.folder.path, "write"):
+            return self._run(cells, data, None)
+
+    def _run(self, cells: list[Cell], data: _Data, finished: set[Cell] | None) -> RunSummary:
+        """The sweep of :meth:`run`, holding the folder's lock; ``finished`` None: a new run folder."""
+        if finished is None:
             self.folder.write_config({"run_id": self.run_id, **self.meta, "config": self.config.to_dict(),
                                       "data_effective": dataclasses.asdict(data.data_config),
                                       "device": str(self.device), "versions": self.versions})
@@ -231,7 +238,9 @@ class Runner:
         finally:
             summary.seconds = time.perf_counter() - start
             if self.folder.results_csv.exists():
-                from genbench.report import write_report  # matplotlib: only once there is a table
+                from genbench.report import (
+                    write_report,  # matplotlib: only once there is a table
+                )
 
                 self._keep(write_report, [self.run_dir])  # summary.md, tables/, plots/, grids/
         return summary

@@ -1,0 +1,123 @@
+"""Hardening: bad input and faults through the real entry point. Each case asserts the exit code, one
+line on stderr without a traceback, and that nothing was lost, duplicated or torn.
+
+Sections: one writer per run folder (genbench/runlock.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from genbench.cli import main
+from genbench.results import read_results
+from genbench.runlock import LOCK_NAME, RunFolderBusy, RunLock
+
+ROOT = Path(__file__).resolve().parents[1]
+PCA_RUN = ["--dataset", "digits", "--set", "data.n_train=60", "--set", "data.n_test=20", "--set",
+           "data.n_negative=10", "--set", "n_eval=20", "--tasks", "reconstruction", "--models", "pca"]
+KEYS = ["model", "latent_dim", "seed", "task", "variant", "protocol", "split", "metric"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _one_line_error(capsys, *needles: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def _run_dir(tmp_path: Path) -> Path:
+    assert main([*PCA_RUN, "--out", str(tmp_path)]) == 0
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    return run_dir
+
+
+def _hold_lock(run_dir: Path) -> subprocess.Popen:
+    """A live process holding the run folder's lock (until killed)."""
+    code = ("import sys, time; from genbench.runlock import RunLock; RunLock(sys.argv[1]).acquire(); "
+            "print('held', flush=True); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], cwd=ROOT, env=ENV, stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"held"
+    return proc
+
+
+# ------------------------------------------------------------------------------------- one writer per folder
+def test_a_second_writer_is_refused_with_the_holder_named(tmp_path, capsys):
+    run_dir = _run_dir(tmp_path)
+    before = (run_dir / "results.csv").read_bytes()
+    holder = _hold_lock(run_dir)
+    try:
+        capsys.readouterr()
+        assert main(["--resume", str(run_dir)]) == 2
+        _one_line_error(capsys, f"pid {holder.pid}", "in use by", "cannot resume")
+        assert main(["report", str(run_dir)]) == 2  # a report into the folder is a writer too
+        _one_line_error(capsys, f"pid {holder.pid}", "write the report into")
+        assert main(["report", str(run_dir), "--out", str(tmp_path / "elsewhere")]) == 0  # a reader is welcome
+        assert (tmp_path / "elsewhere" / "summary.md").is_file()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (run_dir / "results.csv").read_bytes() == before
+
+
+def test_a_lock_left_by_a_killed_process_is_stale_and_taken_over(tmp_path, capsys):
+    run_dir = _run_dir(tmp_path)
+    holder = _hold_lock(run_dir)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert json.loads((run_dir / LOCK_NAME).read_text())["pid"] == holder.pid  # the file names its last holder
+    assert main(["--resume", str(run_dir)]) == 0
+    assert json.loads((run_dir / LOCK_NAME).read_text())["pid"] == os.getpid()
+
+
+def test_the_lock_is_reentrant_in_one_process_and_released_after(tmp_path):
+    with RunLock(tmp_path):
+        with RunLock(tmp_path, "write the report into"):  # the sweep's own report
+            pass
+        code = "import sys; from genbench.runlock import RunLock; RunLock(sys.argv[1]).acquire()"
+        other = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, env=ENV, capture_output=True)
+        assert other.returncode != 0 and b"RunFolderBusy" in other.stderr  # still held by the outer one
+    other = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, env=ENV, capture_output=True)
+    assert other.returncode == 0, other.stderr
+    with pytest.raises(RunFolderBusy):
+        holder = _hold_lock(tmp_path)
+        try:
+            RunLock(tmp_path).acquire()
+        finally:
+            holder.kill()
+            holder.wait()
+
+
+def test_two_concurrent_resumes_the_second_is_refused_and_no_row_is_duplicated(tmp_path, capsys):
+    slow = [*PCA_RUN[:-2], "--models", "pca,abp-gd", "--latent-dims", "4", "--set", "model.abp-gd.n_epochs=60"]
+    assert main([*slow, "--out", str(tmp_path)]) == 0
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    path = run_dir / "results.csv"
+    whole = read_results(path)
+    path.write_text(path.read_text().replace(",ok,", ",failed,"))  # every cell to run again
+    for ckpt in (run_dir / "checkpoints").glob("*.pt"):
+        ckpt.unlink()  # and fitted again: the first resume takes a while
+    first = subprocess.Popen([sys.executable, str(ROOT / "run_benchmarks.py"), "--resume", str(run_dir)],
+                             cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and first.poll() is None:
+        lock = run_dir / LOCK_NAME
+        if lock.exists() and f'"pid": {first.pid},' in lock.read_text():
+            break
+        time.sleep(0.02)
+    assert first.poll() is None, f"the first resume ended before the second started: {first.stderr.read()}"
+    capsys.readouterr()
+    assert main(["--resume", str(run_dir)]) == 2
+    _one_line_error(capsys, f"pid {first.pid}")
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    df = read_results(path)
+    assert not df.duplicated(KEYS).any() and len(df) == len(whole) and (df.status == "ok").all()
