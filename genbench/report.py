@@ -122,13 +122,27 @@ def load_runs(run_dirs: Sequence[Path]) -> pd.DataFrame:
             raise ReportInputError(f"cannot read {path}: {' '.join(str(err).split())}") from None
         frames.append(frame.assign(**{_SOURCE: i}))
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    # the same result twice is one result, not two replicates: in two runs (e.g. a reference method in two
+    # runs that sweep different latent dims) or in one (a cell appended twice); keep it once
+    same = [DATASET, *CELL_KEYS, SEED, METRIC, CONFIG_HASH, VALUE, STATUS]
+    df = df.drop_duplicates(subset=same, keep="first").reset_index(drop=True)
+    _check_no_conflict(df, run_dirs)
     if len(frames) > 1:
-        # the same result in two runs (e.g. a reference method, latent_dim 0, in two runs that sweep
-        # different latent dims) is one result, not two replicates: keep it once
-        same = [DATASET, *CELL_KEYS, SEED, METRIC, CONFIG_HASH, VALUE, STATUS]
-        df = df.drop_duplicates(subset=same, keep="first").reset_index(drop=True)
         _check_no_overlap(df, run_dirs)
     return df.drop(columns=_SOURCE)
+
+
+def _check_no_conflict(df: pd.DataFrame, run_dirs: Sequence[Path]) -> None:
+    """One run holding one seed of one cell's metric twice with different values: refuse, never pool."""
+    cols = [_SOURCE, DATASET, *CELL_KEYS, SEED, METRIC]
+    twice = df[df.duplicated(cols, keep=False)]
+    if not twice.empty:
+        row = twice.iloc[0]
+        cell = f"{row_label(row[MODEL], row[LATENT_DIM])} {row[TASK]}/{row[VARIANT]}/{row[PROTOCOL]}/{row[SPLIT]}"
+        raise ReportInputError(
+            f"{run_dirs[int(row[_SOURCE])]}/results.csv holds seed {row[SEED]} of {cell} {row[METRIC]} twice "
+            f"with different values "
+            f"(two writers?); keep one of the cell's row sets, or --resume the run to redo failed cells")
 
 
 def _check_no_overlap(df: pd.DataFrame, run_dirs: Sequence[Path]) -> None:

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from genbench.cli import main
@@ -121,3 +122,24 @@ def test_two_concurrent_resumes_the_second_is_refused_and_no_row_is_duplicated(t
     assert first.wait(timeout=300) == 0, first.stderr.read()
     df = read_results(path)
     assert not df.duplicated(KEYS).any() and len(df) == len(whole) and (df.status == "ok").all()
+
+
+def test_the_report_keeps_a_cell_appended_twice_once_and_refuses_two_different_copies(tmp_path, capsys):
+    run_dir = _run_dir(tmp_path)
+    path = run_dir / "results.csv"
+    header, *rows = path.read_text().splitlines(keepends=True)
+    path.write_text("".join([header, *rows, *rows]))  # the whole cell appended again, identical
+    assert main(["report", str(run_dir)]) == 0
+    table = pd.read_csv(run_dir / "tables" / "aggregated.csv")
+    assert (table["count"] == 1).all()  # one seed counted once, not twice
+    value = header.rstrip("\n").split(",").index("value")
+    changed = []
+    for line in rows:  # a second copy with other values: refused in one line, nothing pooled
+        cols = line.rstrip("\n").split(",")
+        if cols[value] not in ("", "nan"):
+            cols[value] = repr(float(cols[value]) + 1.0)
+        changed.append(",".join(cols) + "\n")
+    path.write_text("".join([header, *rows, *changed]))
+    capsys.readouterr()
+    assert main(["report", str(run_dir)]) == 2
+    _one_line_error(capsys, "twice with different values")
