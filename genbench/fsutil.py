@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     the temporary file is removed again if ``write`` raises. Creates the parent folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")  # unique: writers never share one
     try:
         write(tmp)
         os.replace(tmp, path)

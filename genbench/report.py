@@ -39,13 +39,14 @@ same cell (``ok``) in two runs is refused: those runs are not replicates. The re
 ``report-<timestamp>`` beside the first run folder); image grids stay in each run folder. A single-run report
 goes into the run folder itself and (re)writes its grids.
 
-Files are written atomically (temp file, then ``os.replace``); plots and tables of an earlier report in ``out``
-that this one did not write are removed. Bad input (no ``results.csv``, an unreadable one) raises
+Files are written atomically (temp file, then ``os.replace``); plots and tables that the previous report into
+``out`` wrote (listed in ``out/.genbench-report.json``) and this one did not are removed; nothing else is. Bad input (no ``results.csv``, an unreadable one) raises
 :class:`ReportInputError` before anything is written.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -234,14 +235,29 @@ def dataset_slugs(agg: pd.DataFrame) -> dict[str, str]:
     return slugs
 
 
+MANIFEST = ".genbench-report.json"  # in the report folder: the files the last report wrote there
+
+
 def _remove_stale(out: Path, written: Sequence[Path]) -> None:
-    """Remove tables and plots of an earlier report that this one did not write (the data changed)."""
+    """Remove the files that the previous report into ``out`` wrote (as its manifest lists them) and this
+    one did not (the data changed); then record this report's files. Nothing else is ever deleted: a
+    user's ``figure1.png`` beside the plots stays."""
     keep = {p.resolve() for p in written}
-    for folder, patterns in (("tables", ("*.csv",)), ("plots", ("*.png", "*.pdf"))):
-        for pattern in patterns:
-            for path in (out / folder).glob(pattern):
-                if path.resolve() not in keep:
-                    path.unlink()
+    manifest = out / MANIFEST
+    try:
+        previous = json.loads(manifest.read_text(encoding="utf-8")).get("written", [])
+    except (OSError, ValueError, AttributeError):
+        previous = []  # no manifest (a first report, or one by an older genbench): delete nothing
+    for rel in previous if isinstance(previous, list) else []:
+        rel_path = Path(str(rel))
+        if rel_path.is_absolute() or ".." in rel_path.parts or rel_path.parts[:1] not in (("tables",), ("plots",)):
+            continue  # only what a report writes, only inside the report folder
+        path = out / rel_path
+        if path.resolve() not in keep and path.is_file():
+            path.unlink()
+    listed = sorted(str(p.resolve().relative_to(out.resolve())) for p in written
+                    if p.resolve().is_relative_to(out.resolve()))
+    write_text(manifest, json.dumps({"written": listed}, indent=1) + "\n")
 
 
 def _none(value: object) -> object:

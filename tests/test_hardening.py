@@ -143,3 +143,19 @@ def test_the_report_keeps_a_cell_appended_twice_once_and_refuses_two_different_c
     capsys.readouterr()
     assert main(["report", str(run_dir)]) == 2
     _one_line_error(capsys, "twice with different values")
+
+
+# ------------------------------------------------------------------------------------ only what we wrote
+def test_report_out_into_a_folder_with_the_users_files_never_deletes_them(tmp_path):
+    run_dir = _run_dir(tmp_path / "runs")
+    out = tmp_path / "paper"
+    mine = [out / "plots" / "figure1.png", out / "plots" / "figure2.pdf", out / "tables" / "table1.csv",
+            out / "summary.md.bak"]
+    for path in mine:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"the user's")
+    for _ in range(2):  # a first report, then one that replaces it
+        assert main(["report", str(run_dir), "--out", str(out)]) == 0
+    assert all(p.read_bytes() == b"the user's" for p in mine)
+    assert (out / "summary.md").is_file() and (out / "tables" / "aggregated.csv").is_file()
+    assert not list(out.rglob("*.tmp"))  # no temporary file left behind

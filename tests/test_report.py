@@ -193,13 +193,17 @@ def test_a_report_regenerated_from_the_csv_alone_is_identical(report, tmp_path):
     for name in ("summary.md",):
         (copy / name).unlink()
     shutil.rmtree(copy / "tables")
-    shutil.rmtree(copy / "plots")
-    (copy / "plots").mkdir()
-    (copy / "plots" / "stale.png").write_bytes(b"old")  # from an older report: removed
+    old_plots = sorted((copy / "plots").iterdir())
+    assert old_plots and (copy / ".genbench-report.json").is_file()
+    (copy / "plots" / "figure1.png").write_bytes(b"mine")  # the user's own file: never deleted
+    (copy / "tables" / "mine.csv").parent.mkdir()
+    (copy / "tables" / "mine.csv").write_text("a\n1\n")
     write_report([copy], plot_metrics=())  # summary and tables do not depend on the plots (time)
+    (copy / "tables" / "mine.csv").unlink()
     after = {p.relative_to(copy): p.read_bytes() for p in [copy / "summary.md", *(copy / "tables").iterdir()]}
     assert after == before
-    assert not (copy / "plots" / "stale.png").exists()
+    assert not any(p.exists() for p in old_plots)  # the previous report's plots, not drawn now: removed
+    assert (copy / "plots" / "figure1.png").read_bytes() == b"mine"
     # one run, one dataset: summary.md is the run's summary
     df = read_results(copy / "results.csv")
     assert (copy / "summary.md").read_text() == summary_markdown(df)
