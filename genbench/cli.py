@@ -32,6 +32,7 @@ from typing import NoReturn
 
 from genbench import catalog
 from genbench import config as config_lib
+from genbench import registry
 from genbench.config import ConfigError, available_presets, resolve_config
 from genbench.dataconfig import DataError
 from genbench.registry import RegistryError, load_plugins, loaded_plugins, plugins_from_env
@@ -104,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="import a file or module that registers models (@register_model) before the names "
                    "are read; repeatable, also with 'list'; GENBENCH_PLUGINS=a.py,pkg.mod does the same "
                    "(docs/adding_a_model.md)")
+    p.add_argument("--trust-plugins", action="store_true",
+                   help="with --resume: import the plug-ins the run's config.json names (by default they must be "
+                   "given again with --plugin: a run folder someone sent you must not run code)")
     return p
 
 
@@ -164,13 +168,26 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 1 if summary.failed else 0
 
 
+def _run_plugins(recorded: list, run_dir: str, trust: bool) -> None:
+    """The plug-ins a run was made with: code named in a run folder is never imported on its say-so. Each
+    must be loaded already (``--plugin`` again, or ``GENBENCH_PLUGINS``), or ``--trust-plugins`` imports it."""
+    if not isinstance(recorded, list) or not all(isinstance(p, str) for p in recorded):
+        raise ConfigError(f"--resume {run_dir}: config.json's 'plugins' must be a list of names, got {recorded!r}")
+    missing = [p for p in recorded if p not in set(loaded_plugins())]
+    if missing and not trust:
+        raise ConfigError(f"--resume {run_dir}: the run was made with plug-in(s) {', '.join(missing)}; --resume "
+                          f"does not import code named in a run folder: pass --plugin again for each one you "
+                          f"trust (or --trust-plugins)")
+    load_plugins(missing)
+
+
 def _resume(args: argparse.Namespace):
     """The runner of ``--resume RUN_DIR``: the run's own config, checked against any config options."""
     from genbench.rundir import read_run_config
     from genbench.runner import Runner
 
     blob = read_run_config(args.resume)
-    load_plugins(blob.get("plugins", []))  # the run's own plug-in models, before its config is read
+    _run_plugins(blob.get("plugins") or [], args.resume, args.trust_plugins)
     given = None
     flags = {k: v for k, v in _flags(args).items() if v is not None and k != "out"}
     if args.preset or args.config or flags or args.overrides:  # applied on top of the run's own config
@@ -235,8 +252,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         pre = _Parser(prog=PROG, add_help=False)
         pre.add_argument("--plugin", action="append", default=[])
         known, rest = pre.parse_known_args(argv)
-        load_plugins([*plugins_from_env(), *known.plugin])
         command = rest[0] if rest and rest[0] in COMMANDS else "run"
+        # GENBENCH_PLUGINS is for sweeps; 'list' and 'report' import only what --plugin names
+        registry.use_env_plugins(command == "run")
+        load_plugins([*(plugins_from_env() if command == "run" else ()), *known.plugin])
         if rest[:1] == [command]:
             argv.remove(command)
             rest.pop(0)

@@ -351,8 +351,17 @@ def _load_all() -> None:
     _load_entry_points()
     from genbench.plugins import _load_plugin
 
-    for spec in plugins_from_env():
+    for spec in plugins_from_env() if _ENV_PLUGINS["on"] else ():
         _load_plugin(spec)
+
+
+_ENV_PLUGINS = {"on": True}
+
+
+def use_env_plugins(on: bool) -> None:
+    """Whether the first use of a registry imports ``GENBENCH_PLUGINS`` (the default; off for the CLI's
+    ``list`` and ``report``, which run no plug-in code unless ``--plugin`` names it)."""
+    _ENV_PLUGINS["on"] = on
 
 
 MODELS: Registry[ModelSpec] = Registry("model", validate=_validate_model, load=_load_all)

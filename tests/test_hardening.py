@@ -159,3 +159,60 @@ def test_report_out_into_a_folder_with_the_users_files_never_deletes_them(tmp_pa
     assert all(p.read_bytes() == b"the user's" for p in mine)
     assert (out / "summary.md").is_file() and (out / "tables" / "aggregated.csv").is_file()
     assert not list(out.rglob("*.tmp"))  # no temporary file left behind
+
+
+# ------------------------------------------------------------------------------------ no code from data
+def _plugin(tmp_path: Path) -> tuple[Path, Path]:
+    """A plug-in file that registers a model and leaves a marker file when it is imported."""
+    marker = tmp_path / "marker.txt"
+    plugin = tmp_path / "marker_plugin.py"
+    plugin.write_text(
+        "import os, pathlib\n"
+        "pathlib.Path(os.environ['GB_MARKER']).write_text('imported')\n"
+        "from baselines.pca import PCA\n"
+        "from genbench.registry import register_model\n"
+        "@register_model('marker-pca', description='PCA under another name')\n"
+        "class MarkerPCA(PCA):\n"
+        "    pass\n")
+    return plugin, marker
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "run_benchmarks.py"), *args], cwd=ROOT,
+                          env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=300)
+
+
+def test_list_and_report_do_not_import_genbench_plugins(tmp_path):
+    plugin, marker = _plugin(tmp_path)
+    run_dir = _run_dir(tmp_path / "runs")
+    env = {"GENBENCH_PLUGINS": str(plugin), "GB_MARKER": str(marker)}
+    for args in (["list"], ["report", str(run_dir)]):
+        done = _cli(*args, env=env)
+        assert done.returncode == 0, done.stderr
+        assert not marker.exists(), f"{args[0]} imported GENBENCH_PLUGINS"
+    done = _cli("list", "--plugin", str(plugin), env=env)  # named on the command line: the user's choice
+    assert done.returncode == 0 and "marker-pca" in done.stdout and marker.exists()
+
+
+def test_resume_does_not_import_the_plugins_a_run_folder_names(tmp_path):
+    plugin, marker = _plugin(tmp_path)
+    env = {"GB_MARKER": str(marker)}
+    done = _cli(*PCA_RUN[:-2], "--models", "marker-pca", "--plugin", str(plugin), "--out", str(tmp_path / "runs"),
+                env=env)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    path = run_dir / "results.csv"
+    path.write_text(path.read_text().replace(",ok,", ",failed,"))  # something to resume
+    before = path.read_bytes()
+    marker.unlink()
+    refused = _cli("--resume", str(run_dir), env=env)
+    assert refused.returncode == 2 and not marker.exists()
+    err = refused.stderr.strip()
+    assert len(err.splitlines()) == 1 and "does not import code named in a run folder" in err and str(plugin) in err
+    assert path.read_bytes() == before  # nothing written
+    again = _cli("--resume", str(run_dir), "--plugin", str(plugin), env=env)  # given again: trusted
+    assert again.returncode == 0, again.stderr
+    assert set(read_results(path).status) == {"ok"}
+    path.write_text(path.read_text().replace(",ok,", ",failed,"))
+    trusted = _cli("--resume", str(run_dir), "--trust-plugins", env=env)
+    assert trusted.returncode == 0, trusted.stderr
