@@ -112,10 +112,18 @@ class EvalContext:
         t0 = self.clock()
         x_hat = self.model.reconstruct(self.observed[split])
         seconds = self.clock() - t0
+        name = type(self.model).__name__
         if not bool(torch.isfinite(x_hat).all()):
-            raise DivergenceError(f"{type(self.model).__name__}.reconstruct returned non-finite values "
-                                  f"(NaN or inf) on the {split} split")
+            raise DivergenceError(f"{name}.reconstruct returned non-finite values (NaN or inf) on the {split} split")
+        low, high = float(x_hat.min()), float(x_hat.max())
+        if low < -1 - RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:  # a score of such images means nothing
+            raise DivergenceError(f"{name}.reconstruct returned values in [{low:.4g}, {high:.4g}] on the {split} "
+                                  f"split; images are in [-1, 1] (clamp the recovery)")
         return x_hat, seconds
+
+
+#: how far outside [-1, 1] a recovery may stray (float rounding) before its cell fails
+RANGE_TOLERANCE = 1e-3
 
 
 @dataclass

@@ -16,8 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
+import genbench.registry as registry
+from conftest import MeanModel
 from genbench.cli import main
+from genbench.operators import Observations
+from genbench.registry import register_model
 from genbench.results import read_results
 from genbench.runlock import LOCK_NAME, RunFolderBusy, RunLock
 
@@ -216,3 +221,28 @@ def test_resume_does_not_import_the_plugins_a_run_folder_names(tmp_path):
     path.write_text(path.read_text().replace(",ok,", ",failed,"))
     trusted = _cli("--resume", str(run_dir), "--trust-plugins", env=env)
     assert trusted.returncode == 0, trusted.stderr
+
+
+# ------------------------------------------------------------------------------------ no silent wrong numbers
+class _OutOfRange(MeanModel):
+    """Recoveries far outside the images' [-1, 1]: before, such a model was scored ``ok`` (mae 471395)."""
+
+    def reconstruct(self, obs: Observations) -> torch.Tensor:
+        return super().reconstruct(obs) * 1e6
+
+
+@pytest.fixture
+def out_of_range_model():
+    register_model("test-out-of-range")(_OutOfRange)
+    yield
+    registry._MODELS.pop("test-out-of-range")
+
+
+def test_a_recovery_outside_the_image_range_is_a_failed_cell_naming_the_model(tmp_path, capsys, out_of_range_model):
+    code = main([*PCA_RUN[:-2], "--models", "test-out-of-range,pca", "--out", str(tmp_path)])
+    assert code == 1
+    (run_dir,) = tmp_path.iterdir()
+    df = read_results(run_dir / "results.csv")
+    bad = df[df.model == "test-out-of-range"]
+    assert set(bad.status) == {"failed"} and bad.message.str.contains("_OutOfRange.reconstruct returned values").all()
+    assert set(df[df.model == "pca"].status) == {"ok"}  # the sweep went on
