@@ -250,10 +250,20 @@ def _load_fashion_mnist(config: DataConfig) -> DataSplits:
     return _load_idx(config, FashionMNIST)
 
 
-def _pil_to_tensor(img, size: tuple[int, int] | None) -> torch.Tensor:
-    """PIL image (mode L or RGB) -> ``(C, H, W)`` in ``[-1, 1]``, resized to ``size`` when given."""
-    arr = np.asarray(img, dtype=np.uint8)
-    x = _to_signed(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1), 255.0)[None]
+_HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit grey (PNG, TIFF); 32-bit int read as 16-bit
+
+
+def _pil_to_tensor(img, size: tuple[int, int] | None, mode: str | None = None) -> torch.Tensor:
+    """PIL image -> ``(C, H, W)`` in ``[-1, 1]`` (``mode`` "L" or "RGB"; default the image's own, which must be
+    one of them), resized to ``size`` when given. 8-bit images are scaled from 0..255, 16-bit grey images
+    (modes I;16*, and I) from 0..65535: ``convert("L")`` would clip them to 255 (most pixels white)."""
+    mode = mode or img.mode
+    if img.mode in _HIGH_DEPTH_MODES:
+        grey = np.asarray(img).astype(np.float32)[None]                     # (1, H, W) in 0..65535
+        x = _to_signed(grey if mode == "L" else np.repeat(grey, 3, 0), 65535.0)[None]
+    else:
+        arr = np.asarray(img if img.mode == mode else img.convert(mode), dtype=np.uint8)
+        x = _to_signed(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1), 255.0)[None]
     return (x if size is None else _resize(x, size))[0]
 
 
@@ -333,7 +343,7 @@ def _load_folder(config: DataConfig, path: str) -> DataSplits:
         raise DataError(f"The images in {path!r} are {next(iter(sizes))} (width, height), not square; pass "
                         f"--image-size to resize them to a square.")
     side = config.image_size or (kept[0][0].size[0] if len(sizes) == 1 else 64)
-    x = torch.stack([_pil_to_tensor(img.convert(mode), (side, side)) for img, _ in kept])
+    x = torch.stack([_pil_to_tensor(img, (side, side), mode) for img, _ in kept])
     y = None if labels is None else np.asarray([labels[i] for _, i in kept])
     n = len(x)
     if n < 2:

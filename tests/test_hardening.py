@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -246,3 +247,25 @@ def test_a_recovery_outside_the_image_range_is_a_failed_cell_naming_the_model(tm
     bad = df[df.model == "test-out-of-range"]
     assert set(bad.status) == {"failed"} and bad.message.str.contains("_OutOfRange.reconstruct returned values").all()
     assert set(df[df.model == "pca"].status) == {"ok"}  # the sweep went on
+
+
+def test_16_bit_images_are_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    from genbench.data import DataConfig, load_data
+
+    g = np.random.default_rng(0)
+    grey = [(g.random((8, 8)) * 65535).astype(np.uint16) for _ in range(6)]
+    for i, a in enumerate(grey):
+        Image.fromarray(a).save(tmp_path / f"im{i}.png")  # 16-bit greyscale PNG (mode I;16)
+    assert Image.open(tmp_path / "im0.png").mode == "I;16"
+    s = load_data(DataConfig(name=f"folder:{tmp_path}", n_train=4, n_test=2, n_negative=2, seed=0))
+    got = torch.cat([s.train, s.test]).flatten(1).sort(1).values
+    want = torch.tensor(np.stack([a.astype(np.float32) / 65535 * 2 - 1 for a in grey])).flatten(1).sort(1).values
+    # the same images (in the split's order, compared as sorted pixel sets per image)
+    assert torch.allclose(got.sort(0).values, want.sort(0).values, atol=1e-6)
+    assert (s.train == 1).float().mean() < 0.05  # before: 96 % of the pixels saturated at white
+    rgb = Image.fromarray((g.random((8, 8, 3)) * 255).astype(np.uint8))
+    rgb.save(tmp_path / "colour.png")  # one RGB image: the folder becomes RGB, the 16-bit greys stay scaled
+    s = load_data(DataConfig(name=f"folder:{tmp_path}", n_train=5, n_test=2, n_negative=2, seed=0))
+    assert s.train.shape[1] == 3 and (torch.cat([s.train, s.test]) == 1).float().mean() < 0.05
