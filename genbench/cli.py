@@ -144,6 +144,8 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         runner = Runner(config, run_id=time.strftime("%Y%m%d-%H%M%S") + f"-{preset}", meta=meta,
                         executor=args.executor)
     runner.prepare()  # data and variants: bad input fails here, before anything is written
+    if args.resume:
+        runner.finished_cells()  # rows of another config: refused here, before the header
     n_cells = len(runner.cells())
     print(f"genbench: {n_cells} cells on {config.data.name} ({runner.device}): models "
           f"{', '.join(config.models)}; tasks {', '.join(config.tasks)}; latent dims "

@@ -33,9 +33,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
+
+if TYPE_CHECKING:
+    import torch
 
 from genbench.dataconfig import DataConfig
 from genbench.registry import RegistryError, get_model, get_task
@@ -341,3 +344,15 @@ def _check_model_configs(cfg: RunConfig) -> None:
             except (ValueError, TypeError) as err:
                 where = f" (latent_dim={d})" if d is not None else ""
                 raise ConfigError(f"model {name!r}{where}: {err}") from None
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when torch sees a GPU, else CPU. ``cuda`` without a GPU is an error."""
+    import torch  # here only: the CLI reads configs before it needs torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for, but torch sees no CUDA GPU on this machine; "
+                          "use --device cpu or --device auto")
+    return torch.device(name)

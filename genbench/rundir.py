@@ -27,8 +27,8 @@ from genbench.config import ConfigError, RunConfig, build_run_config
 from genbench.errors import error_text
 from genbench.fsutil import write_text
 from genbench.planning import Cell
-from genbench.results import (LATENT_DIM, MODEL, PROTOCOL, SEED, STATUS, STATUS_FAILED, TASK, VARIANT,
-                              read_raw_rows, rewrite_rows)
+from genbench.results import (CONFIG_HASH, LATENT_DIM, MODEL, PROTOCOL, SEED, STATUS, STATUS_FAILED, TASK,
+                              VARIANT, read_raw_rows, rewrite_rows)
 
 if TYPE_CHECKING:
     import torch
@@ -120,10 +120,14 @@ class RunFolder:
         write_text(self.path / "config.json", json.dumps(blob, indent=2) + "\n")
 
     # -- resume -------------------------------------------------------------------------------------
-    def finished_cells(self, cells: Sequence[Cell], expected_rows: Callable[[Cell], int], log: Log) -> set[Cell]:
+    def finished_cells(self, cells: Sequence[Cell], expected_rows: Callable[[Cell], int], log: Log,
+                       expected_hash: Callable[[Cell], str] | None = None) -> set[Cell]:
         """Cells of ``results.csv`` that are complete (``expected_rows(cell)`` rows) and not failed; the
         file is rewritten without the others (a torn last line, a partial cell, failed cells), which run
-        again. Rows of cells this config does not run are kept, with a warning."""
+        again. Rows of cells this config does not run are kept, with a warning. A finished cell whose
+        rows carry another ``config_hash`` than ``expected_hash(cell)`` (``config.json`` edited after it
+        ran, or another genbench version's config fields) is a :class:`ConfigError`, before anything is
+        written: its numbers are not this config's, and keeping them beside new rows would mix two."""
         try:
             raw = read_raw_rows(self.results_csv)
         except ValueError as err:
@@ -143,6 +147,8 @@ class RunFolder:
                 by_cell.setdefault(cell, []).append(row)
         finished = {cell for cell, rows in by_cell.items()
                     if len(rows) == expected_rows(cell) and all(r[col[STATUS]] != STATUS_FAILED for r in rows)}
+        if expected_hash is not None:
+            _check_hashes(self.path, {cell: by_cell[cell] for cell in finished}, col, expected_hash)
         kept = [row for row, cell in zip(raw.rows, cell_of) if cell in finished or cell in foreign]
         if len(kept) != len(raw.rows) or raw.torn:
             rewrite_rows(self.results_csv, raw.header, kept)
@@ -174,6 +180,17 @@ class RunFolder:
             log(f"warning: cannot load checkpoint {path.name} ({error_text(err)}); fitting again")
             return None
         return model, seconds
+
+
+def _check_hashes(path: Path, rows_of: dict[Cell, list[list[str]]], col: dict[str, int],
+                  expected_hash: Callable[[Cell], str]) -> None:
+    stale = [(cell, hashes, expected_hash(cell)) for cell, rows in rows_of.items()
+             if (hashes := {r[col[CONFIG_HASH]] for r in rows}) != {expected_hash(cell)}]
+    if stale:
+        cell, hashes, want = stale[0]
+        raise ConfigError(f"--resume {path}: {len(stale)} finished cell(s) were computed under another config than "
+                          f"config.json gives now (e.g. {cell.label()}: config hash {', '.join(sorted(hashes))}, "
+                          f"expected {want}); was config.json edited? Restore it, or start a new run")
 
 
 def _cell_of(row: list[str], col: dict[str, int]) -> Cell | None:

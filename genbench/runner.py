@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from genbench import plots
-from genbench.config import ConfigError, RunConfig, build_run_config
+from genbench.config import ConfigError, RunConfig, build_run_config, resolve_device
 from genbench.data import load_data
 from genbench.errors import error_text
 from genbench.model import DivergenceError, LatentModel, hashed_config
@@ -71,16 +71,6 @@ class RunSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (cell label, message)
     n_skipped: int = 0  # cells a resumed run found finished
     seconds: float = 0.0
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when torch sees a GPU, else CPU. ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but torch sees no CUDA GPU on this machine; "
-                          "use --device cpu or --device auto")
-    return torch.device(name)
 
 
 @dataclass
@@ -124,6 +114,7 @@ class Runner:
         self.fit_count = 0  # fits actually run (a clean fit is shared by its cells; a checkpoint is loaded)
         self._fits: dict[tuple, tuple[LatentModel | None, float, str]] = {}
         self._fit_caches: dict[tuple, dict[Any, Any]] = {}  # EvalContext.fit_cache of each fit in memory
+        self._finished: set[Cell] | None = None  # resuming: see finished_cells
         self._obs: dict[tuple, tuple[Operator, dict[str, Observations]]] = {}
         self._sampled: set[tuple] = set()  # (model, d, seed) with samples kept
 
@@ -157,6 +148,19 @@ class Runner:
         if self.data is None:
             self.prepare()
         return self.data
+
+    def cell_hash(self, cell: Cell, op: Operator | None = None) -> str:
+        """The ``config_hash`` of a cell's rows: everything that decides its numbers (data, model config,
+        task parameters, variant and operator, images scored). ``op``: the cell's operator, if built."""
+        data = self._prepared()
+        if op is None:
+            variant = next(v for v in data.variants[cell.task] if v.name == cell.variant)
+            op = variant.make_operator(data.image_shape, derive_seed(cell.seed, cell.task, cell.variant))
+        model_config = cell_model_config(get_model(cell.model), self.config, cell.latent_dim)
+        return config_hash({
+            "data": dataclasses.asdict(data.data_config), "model": cell.model,
+            "model_config": hashed_config(model_config), "task": cell.task, "params": self.tasks[cell.task].params,
+            "variant": cell.variant, "operator": op.describe(), "n_eval": self.n_eval})
 
     def expected_rows(self, cell: Cell) -> int:
         task = self.tasks[cell.task]
@@ -204,10 +208,19 @@ class Runner:
         cells = self.cells()
         if self.resuming:
             with RunLock(self.folder.path, "resume"):  # one writer per run folder (genbench.runlock)
-                return self._run(cells, data, self.folder.finished_cells(cells, self.expected_rows, self.log))
+                return self._run(cells, data, self.finished_cells())
         self.folder = RunFolder.create(out or self.config.out, self.run_id)
         with RunLock(self.folder.path, "write"):
             return self._run(cells, data, None)
+
+    def finished_cells(self) -> set[Cell]:
+        """Resuming: the cells already finished in the run folder (checked against this config's hashes,
+        once; :meth:`RunFolder.finished_cells`). The CLI asks before it prints anything."""
+        if self._finished is None:
+            with RunLock(self.folder.path, "resume"):
+                self._finished = self.folder.finished_cells(self.cells(), self.expected_rows, self.log,
+                                                            self.cell_hash)
+        return self._finished
 
     def _run(self, cells: list[Cell], data: _Data, finished: set[Cell] | None) -> RunSummary:
         """The sweep of :meth:`run`, holding the folder's lock; ``finished`` None: a new run folder."""
@@ -274,10 +287,7 @@ class Runner:
         variant = next(v for v in data.variants[cell.task] if v.name == cell.variant)
         op, observed = self._observations(cell, variant)
         model_config = cell_model_config(spec, self.config, cell.latent_dim)
-        cell_hash = config_hash({
-            "data": dataclasses.asdict(data.data_config), "model": cell.model,
-            "model_config": hashed_config(model_config), "task": cell.task, "params": task.params,
-            "variant": cell.variant, "operator": op.describe(), "n_eval": self.n_eval})
+        cell_hash = self.cell_hash(cell, op)
         splits = task.splits[cell.protocol]
         if not isinstance(op, spec.capabilities.operators):
             message = f"{cell.model} does not support the {type(op).__name__} operator"

@@ -269,3 +269,19 @@ def test_16_bit_images_are_scaled_not_clipped(tmp_path):
     rgb.save(tmp_path / "colour.png")  # one RGB image: the folder becomes RGB, the 16-bit greys stay scaled
     s = load_data(DataConfig(name=f"folder:{tmp_path}", n_train=5, n_test=2, n_negative=2, seed=0))
     assert s.train.shape[1] == 3 and (torch.cat([s.train, s.test]) == 1).float().mean() < 0.05
+
+
+def test_resume_after_config_json_was_edited_is_refused_not_mixed(tmp_path, capsys):
+    run_dir = _run_dir(tmp_path)
+    path, config = run_dir / "results.csv", run_dir / "config.json"
+    blob = json.loads(config.read_text())
+    blob["config"]["n_eval"] = 10  # edited by hand after the run: its rows are not this config's
+    config.write_text(json.dumps(blob))
+    before = path.read_bytes()
+    capsys.readouterr()
+    assert main(["--resume", str(run_dir)]) == 2
+    _one_line_error(capsys, "were computed under another config", "was config.json edited")
+    assert path.read_bytes() == before
+    blob["config"]["n_eval"] = 20  # restored: resumes (nothing to do)
+    config.write_text(json.dumps(blob))
+    assert main(["--resume", str(run_dir)]) == 0 and path.read_bytes() == before
