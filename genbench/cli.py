@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 import time
 import warnings
@@ -105,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="import a file or module that registers models (@register_model) before the names "
                    "are read; repeatable, also with 'list'; GENBENCH_PLUGINS=a.py,pkg.mod does the same "
                    "(docs/adding_a_model.md)")
+    p.add_argument("--cell-timeout", type=float, metavar="SECONDS", default=None,
+                   help="wall-time limit per cell: a cell past it is a failed row and the sweep goes on "
+                   "(local executor; default: none)")
     p.add_argument("--trust-plugins", action="store_true",
                    help="with --resume: import the plug-ins the run's config.json names (by default they must be "
                    "given again with --plugin: a run folder someone sent you must not run code)")
@@ -115,7 +119,7 @@ def _flags(args: argparse.Namespace) -> dict:
     return {"models": args.models, "tasks": args.tasks, "data.name": args.dataset,
             "data.root": args.data_root, "data.download": args.download, "data.image_size": args.image_size,
             "latent_dims": args.latent_dims, "seeds": args.seeds, "device": args.device, "out": args.out,
-            "dry_run": args.dry_run, "amp": args.amp, "compile": args.compile}
+            "dry_run": args.dry_run, "amp": args.amp, "compile": args.compile, "cell_timeout": args.cell_timeout}
 
 
 def cmd_run(argv: Sequence[str]) -> int:
@@ -151,12 +155,16 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
           f"{', '.join(config.models)}; tasks {', '.join(config.tasks)}; latent dims "
           f"{', '.join(map(str, config.latent_dims))}; seeds {', '.join(map(str, config.seeds))}",
           file=sys.stderr)
+    previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM stops as cleanly as Ctrl-C
     try:
         summary = runner.run()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         where = getattr(runner, "run_dir", config.out)
-        print(f"genbench: interrupted; the finished cells are in {where}/results.csv", file=sys.stderr)
-        return 130
+        how = "terminated (SIGTERM)" if isinstance(stop, _Terminated) else "interrupted"
+        print(f"genbench: {how}; the finished cells are in {where}/results.csv", file=sys.stderr)
+        return 143 if isinstance(stop, _Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if (summary.run_dir / "summary.md").exists():  # the report may have failed (a warning says why)
         print((summary.run_dir / "summary.md").read_text(encoding="utf-8"))
     minutes, seconds = divmod(summary.seconds, 60)
@@ -168,6 +176,14 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     print(f"genbench: {status} in {int(minutes)}m{seconds:04.1f}s; results in {summary.run_dir}/ "
           f"(results.csv, summary.md, config.json)", file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the sweep is, so that it stops like Ctrl-C: the finished cells are on disk."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 def _run_plugins(recorded: list, run_dir: str, trust: bool) -> None:
@@ -243,6 +259,9 @@ def cmd_report(argv: Sequence[str]) -> int:
     return 0
 
 
+EXIT_IO = 74  # sysexits.h EX_IOERR: the run could not write its files
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``run_benchmarks.py`` and the ``genbench`` script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -266,5 +285,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, RegistryError, DataError) as err:
         print(f"genbench: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk, a folder that became unwritable: what finished is on disk, untorn
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"genbench: error: cannot write{where}: {err.strerror or err}; the finished cells are saved: free "
+              f"space (or fix the folder) and --resume the run", file=sys.stderr)
+        return EXIT_IO
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2, already reported)
         return int(exit_.code or 0)

@@ -196,6 +196,19 @@ def progress(iterable: Iterable, desc: str, total: int | None = None) -> Iterato
     return iter(tqdm(iterable, desc=desc, total=total, leave=False, disable=None, dynamic_ncols=True))
 
 
+
+def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``; a file that holds other Python objects is refused with a
+    ``ValueError`` of our own (torch's message advises ``weights_only=False``, which must never be
+    followed for a file one did not make: unpickling runs code)."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(f"{Path(path).name} holds Python objects beyond tensors, numbers and strings, so it was "
+                         f"not loaded (unpickling it could run code); genbench writes no such file") from None
+
 class LatentModel(ABC):
     """Base class of every model. Subclasses set ``Config`` and implement the abstract methods.
 
@@ -316,7 +329,7 @@ class LatentModel(ABC):
     def load_with_extra(cls: type[M], path: str | Path,
                         map_location: str | torch.device = "cpu") -> tuple[M, dict[str, Any]]:
         """``(model, extra)`` from a file written by :meth:`save`."""
-        blob = torch.load(path, map_location=map_location, weights_only=True)
+        blob = safe_load(path, map_location)
         model = cls(cls.Config.from_dict(blob["config"]))
         model.load_state_dict(blob["state"])
         return model, dict(blob.get("extra", {}))

@@ -41,6 +41,7 @@ from torch import Tensor  # noqa: E402
 from torchvision.utils import make_grid, save_image  # noqa: E402
 
 from genbench.fsutil import atomic_write  # noqa: E402
+from genbench.model import safe_load  # noqa: E402
 
 #: images kept per cell, samples per fit, interpolation pairs and steps
 N_KEEP = 8
@@ -167,7 +168,7 @@ def _labelled_rows(rows: list[tuple[str, Tensor]], path: Path, title: str) -> Pa
 
 def _load(path: Path) -> dict[str, Tensor] | None:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return safe_load(path)
     except Exception as err:  # noqa: BLE001 -- one unreadable file must not stop the others
         warnings.warn(f"skipping unreadable image file {path}: {err}", stacklevel=2)
         return None

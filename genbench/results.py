@@ -183,7 +183,8 @@ class ResultsWriter:
                 )
 
     def append(self, rows: Sequence[ResultRow]) -> None:
-        """Append the rows of one cell atomically (one write, then fsync)."""
+        """Append the rows of one cell atomically (one write, then fsync); a write that fails (a full disk)
+        is cut back to the file's previous end before the ``OSError`` goes on: nothing torn."""
         rows = list(rows)
         if not rows:
             return
@@ -191,15 +192,26 @@ class ResultsWriter:
             if not isinstance(row, ResultRow):
                 raise ValueError(f"ResultsWriter.append takes ResultRow objects, got {type(row).__name__}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("ab") as f:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # unbuffered: we see every error
+        try:
+            start = os.lseek(fd, 0, os.SEEK_END)
             buf = io.StringIO()
             writer = csv.writer(buf, lineterminator="\n")
-            if f.tell() == 0:
+            if start == 0:
                 writer.writerow(COLUMNS)
             writer.writerows([_csv_value(v) for v in row.as_dict().values()] for row in rows)
-            f.write(buf.getvalue().encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
+            data = memoryview(buf.getvalue().encode("utf-8"))
+            try:
+                while data:
+                    data = data[os.write(fd, data):]
+                os.fsync(fd)
+            except OSError as err:  # e.g. the disk is full: cut what part of the cell got in, then say so
+                os.ftruncate(fd, start)
+                if start == 0:
+                    self.path.unlink(missing_ok=True)  # no 0-byte table left behind
+                raise OSError(err.errno, err.strerror, str(self.path)) from err
+        finally:
+            os.close(fd)
 
 
 def _csv_value(v: object) -> object:

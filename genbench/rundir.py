@@ -166,18 +166,21 @@ class RunFolder:
         """The fit, through :meth:`LatentModel.save`, with its fit time."""
         model.save(self.checkpoint_path(key), fit_seconds=seconds)
 
-    def load_checkpoint(self, spec: ModelSpec, key: tuple, device: torch.device,
-                        log: Log) -> tuple[LatentModel, float] | None:
+    def load_checkpoint(self, spec: ModelSpec, key: tuple, device: torch.device, log: Log,
+                        config: Any = None) -> tuple[LatentModel, float] | None:
         """The fit saved by an earlier (killed) process of this run, if there is a readable one that
-        matches the cell's config; otherwise None (with a warning), and the cell fits again."""
+        matches the cell's ``config`` (its fit fields; inference fields may differ); otherwise None (with a
+        warning), and the cell fits again."""
         path = self.checkpoint_path(key)
         if not path.exists():
             return None
         try:
             model, extra = spec.cls.load_with_extra(path, map_location=device)
             seconds = float(extra["fit_seconds"])
-        except Exception as err:  # noqa: BLE001 -- a torn or foreign file: fit again
-            log(f"warning: cannot load checkpoint {path.name} ({error_text(err)}); fitting again")
+            if config is not None and model.config != config:
+                model.with_config(config)  # raises when a fit field differs
+        except Exception as err:  # noqa: BLE001 -- a torn, foreign or other-config file: fit again
+            log(f"warning: cannot use checkpoint {path.name} ({error_text(err)}); fitting again")
             return None
         return model, seconds
 

@@ -52,15 +52,13 @@ from genbench.results import (STATUS_FAILED, STATUS_OK, STATUS_UNSUPPORTED, Resu
 from genbench.rundir import RunFolder, build_saved_config, check_out_dir, config_differences, read_run_config
 from genbench.runlock import RunLock
 from genbench.task import EvalContext, SplitResult, Task, Variant
+from genbench.timelimit import CellTimeout, time_limit
 
 Log = Callable[[str], None]
 __all__ = ["Runner", "RunSummary", "Cell", "derive_seed", "SPLIT_STREAMS", "resolve_device", "error_text"]
 
 
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
+_stderr: Log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731 -- sys.stderr at call time
 @dataclass
 class RunSummary:
     """What a run did: its folder, the cells and which of them failed."""
@@ -261,7 +259,12 @@ class Runner:
     def run_cells(self, cells: Sequence[Cell]) -> Iterator[CellResult]:
         """Run ``cells`` in order in this process; a fit is dropped once no later cell needs it."""
         for i, cell in enumerate(cells):
-            yield (cell, *self.run_cell(cell))
+            try:  # a timeout inside a fit or an evaluation fails its rows there; elsewhere, here
+                with time_limit(self.config.cell_timeout):
+                    result = self.run_cell(cell)
+            except CellTimeout as err:
+                result = (self.failed_rows(cell, str(err)), STATUS_FAILED, str(err))
+            yield (cell, *result)
             self._forget_fits(cells[i + 1:])
 
     def _forget_fits(self, remaining: Sequence[Cell]) -> None:
@@ -273,7 +276,7 @@ class Runner:
 
     def _describe(self, rows: list[ResultRow], status: str, message: str) -> str:
         if status != STATUS_OK:
-            return f"{status}: {message.splitlines()[0] if message else ''}"
+            return f"{status}: {(message.splitlines() or [''])[0]}"
         first = self.tasks[rows[0].task].metric_names()[0]
         scores = [f"{r.split} {first} {r.value:.4f}" for r in rows if r.metric == first and r.status == STATUS_OK]
         return f"fit {rows[0].fit_seconds:.1f}s, " + ", ".join(scores)
@@ -314,7 +317,7 @@ class Runner:
                 result = task.evaluate(ctx, split)
                 eval_seconds = self._clock() - t0
                 self._check_scores(task, result, split)
-            except Exception as err:  # noqa: BLE001 -- isolate the failure in this cell
+            except (Exception, SystemExit) as err:  # noqa: BLE001 -- isolate the failure (a plug-in sys.exit too)
                 message = error_text(err)  # this split and the ones after it fail
                 return rows + self._rows(cell, splits[i:], cell_hash, status=STATUS_FAILED, message=message,
                                          fit_seconds=fit_seconds), STATUS_FAILED, message
@@ -361,7 +364,8 @@ class Runner:
         """The fitted model of this cell: from memory, from its checkpoint, or fitted now."""
         fk = fit_key(cell, spec, model_config)
         if fk.key not in self._fits:
-            loaded = self.folder.load_checkpoint(spec, fk.key, self.device, self.log) if self.folder else None
+            loaded = (self.folder.load_checkpoint(spec, fk.key, self.device, self.log, model_config)
+                      if self.folder else None)
             if loaded is not None:
                 self._fits[fk.key] = (*loaded, "")
             else:
@@ -383,7 +387,7 @@ class Runner:
         self.fit_count += 1
         try:
             model = spec.cls(model_config).fit(train)
-        except Exception as err:  # noqa: BLE001 -- isolate the failure in this cell
+        except (Exception, SystemExit) as err:  # noqa: BLE001 -- isolate the failure (a plug-in sys.exit too)
             return None, self._clock() - t0, error_text(err)
         seconds = self._clock() - t0
         if self.config.checkpoints and self.folder is not None:

@@ -22,7 +22,7 @@ import torch
 import genbench.registry as registry
 from conftest import MeanModel
 from genbench.cli import main
-from genbench.operators import Observations
+from genbench.operators import Identity, Observations
 from genbench.registry import register_model
 from genbench.results import read_results
 from genbench.runlock import LOCK_NAME, RunFolderBusy, RunLock
@@ -285,3 +285,164 @@ def test_resume_after_config_json_was_edited_is_refused_not_mixed(tmp_path, caps
     blob["config"]["n_eval"] = 20  # restored: resumes (nothing to do)
     config.write_text(json.dumps(blob))
     assert main(["--resume", str(run_dir)]) == 0 and path.read_bytes() == before
+
+
+# ------------------------------------------------------------------------------------ faults inside a cell
+class _Exits(MeanModel):
+    """A plug-in that calls sys.exit in its fit: before, it ended the whole sweep with its exit code."""
+
+    def fit(self, obs: Observations) -> MeanModel:
+        raise SystemExit(3)
+
+
+@pytest.fixture
+def exiting_model():
+    register_model("test-exits")(_Exits)
+    yield
+    registry._MODELS.pop("test-exits")
+
+
+def test_sys_exit_in_a_plugin_is_a_failed_cell_and_the_sweep_goes_on(tmp_path, exiting_model):
+    assert main([*PCA_RUN[:-2], "--models", "test-exits,pca", "--out", str(tmp_path)]) == 1
+    (run_dir,) = tmp_path.iterdir()
+    df = read_results(run_dir / "results.csv")
+    bad = df[df.model == "test-exits"]
+    assert set(bad.status) == {"failed"} and bad.message.str.startswith("SystemExit: 3").all()
+    assert set(df[df.model == "pca"].status) == {"ok"}
+
+
+def _fail_all(path: Path) -> None:
+    path.write_text(path.read_text().replace(",ok,", ",failed,"))
+
+
+def test_a_checkpoint_of_another_config_is_ignored_with_a_warning_and_refitted(tmp_path, capsys):
+    from genbench.registry import get_model
+
+    run_dir = _run_dir(tmp_path)
+    (ckpt,) = (run_dir / "checkpoints").glob("pca__*.pt")
+    other = get_model("pca").build(latent_dim=3).fit(Identity().observe(torch.rand(30, 1, 8, 8) * 2 - 1))
+    other.save(ckpt, fit_seconds=1.0)  # same file name, another fit config (latent_dim 3, not 10)
+    _fail_all(run_dir / "results.csv")
+    capsys.readouterr()
+    assert main(["--resume", str(run_dir)]) == 0  # before: a ValueError aborted every resume
+    err = capsys.readouterr().err
+    assert "warning: cannot use checkpoint" in err and "fitting again" in err
+    assert set(read_results(run_dir / "results.csv").status) == {"ok"}
+
+
+def test_a_checkpoint_holding_python_objects_is_refused_without_torchs_advice(tmp_path, capsys):
+    run_dir = _run_dir(tmp_path)
+    (ckpt,) = (run_dir / "checkpoints").glob("pca__*.pt")
+    torch.save({"config": {}, "state": {}, "extra": {"fit_seconds": 1.0}, "payload": Path("x")}, ckpt)
+    _fail_all(run_dir / "results.csv")
+    capsys.readouterr()
+    assert main(["--resume", str(run_dir)]) == 0
+    err = capsys.readouterr().err
+    assert "not loaded (unpickling it could run code)" in err
+    assert "weights_only=False" not in err and "weights_only" not in err.replace("weights_only=True", "")
+
+
+SLOW = [*PCA_RUN[:-2], "--models", "pca,abp-gd", "--latent-dims", "4", "--tasks", "reconstruction,inpainting",
+        "--set", "task.inpainting.fractions=[0.5,0.9]", "--set", "task.inpainting.blocks=[]", "--seeds", "0,1",
+        "--set", "model.abp-gd.n_epochs=10"]
+
+
+def test_sigterm_stops_like_ctrl_c_and_resume_finishes(tmp_path):
+    out = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run_benchmarks.py"), *SLOW, "--out", str(out)],
+                            cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        runs = [p for p in out.iterdir() if p.is_dir()] if out.exists() else []
+        if runs and (runs[0] / "results.csv").exists() and len(read_results(runs[0] / "results.csv")) >= 20:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM); the finished cells are in" in err and "Traceback" not in err
+    (run_dir,) = out.iterdir()
+    assert main(["--resume", str(run_dir)]) == 0
+    df = read_results(run_dir / "results.csv")
+    assert not df.duplicated(KEYS).any() and set(df.status) == {"ok"}
+    n_cells = len(df.drop_duplicates(["model", "latent_dim", "seed", "task", "variant", "protocol"]))
+    assert n_cells == 20  # pca and abp-gd x (reconstruction + 2 inpainting variants x 2 protocols) x 2 seeds
+
+
+class _Hangs(MeanModel):
+    """A plug-in whose fit hangs: before, it hung the whole sweep."""
+
+    def fit(self, obs: Observations) -> MeanModel:
+        time.sleep(600)
+        return super().fit(obs)
+
+
+@pytest.fixture
+def hanging_model():
+    register_model("test-hangs")(_Hangs)
+    yield
+    registry._MODELS.pop("test-hangs")
+
+
+def test_a_cell_past_cell_timeout_fails_and_the_sweep_goes_on(tmp_path, hanging_model):
+    t0 = time.monotonic()
+    code = main([*PCA_RUN[:-2], "--models", "test-hangs,pca", "--cell-timeout", "2", "--out", str(tmp_path)])
+    assert code == 1 and time.monotonic() - t0 < 60
+    (run_dir,) = tmp_path.iterdir()
+    df = read_results(run_dir / "results.csv")
+    bad = df[df.model == "test-hangs"]
+    assert set(bad.status) == {"failed"} and bad.message.str.contains("time limit of 2 s").all()
+    assert set(df[df.model == "pca"].status) == {"ok"}
+
+
+# ------------------------------------------------------------------------------------ bad input: one line, exit 2
+@pytest.mark.parametrize("args, needle", [
+    (["--cell-timeout", "0"], "cell_timeout must be a positive number"),
+    (["--cell-timeout", "-5"], "cell_timeout must be a positive number"),
+    (["--set", "cell_timeout=soon"], "cell_timeout"),
+    (["--seeds", "99999999999"], "seeds must be integers in [0, 2^31)"),
+    (["--seeds", "-1"], "seeds must be integers in [0, 2^31)"),
+])
+def test_bad_run_options_are_one_line_and_write_nothing(tmp_path, capsys, args, needle):
+    capsys.readouterr()
+    assert main([*PCA_RUN, *args, "--out", str(tmp_path / "runs")]) == 2
+    _one_line_error(capsys, needle)
+    assert not (tmp_path / "runs").exists()
+
+
+# ------------------------------------------------------------------------------------ disk full
+def _limit_file_size(n_bytes: int):
+    """preexec_fn: files of this process may not grow past n_bytes (writes fail with EFBIG, as on a full
+    disk); SIGXFSZ ignored so that the write returns the error instead of killing the process."""
+    import resource
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (n_bytes, n_bytes))
+    return limit
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_disk_full_is_one_line_nothing_torn_and_resume_finishes_equal(tmp_path, one_thread):
+    from genbench.results import read_raw_rows
+
+    args = [*SLOW[:-2], "--set", "model.abp-gd.n_epochs=2", "--set", "checkpoints=false"]
+    full = tmp_path / "full"
+    done = subprocess.run([sys.executable, str(ROOT / "run_benchmarks.py"), *args, "--out", str(full)], cwd=ROOT,
+                          env=ENV, capture_output=True, text=True, timeout=300, preexec_fn=_limit_file_size(12_000))
+    assert done.returncode == 74, done.stderr
+    err = [line for line in done.stderr.strip().splitlines() if "error" in line]
+    assert len(err) == 1 and "cannot write" in err[0] and "--resume" in err[0], done.stderr
+    assert "Traceback" not in done.stderr
+    (run_dir,) = full.iterdir()
+    raw = read_raw_rows(run_dir / "results.csv")
+    assert raw is not None and not raw.torn and 0 < len(raw.rows)  # some cells saved, none torn
+    assert not list(run_dir.rglob("*.tmp"))
+    assert main(["--resume", str(run_dir)]) in (0, 1)
+    whole = tmp_path / "whole"
+    assert main([*args, "--out", str(whole)]) in (0, 1)
+    (whole_dir,) = whole.iterdir()
+    cols = KEYS + ["value", "status"]
+    a = read_results(run_dir / "results.csv")[cols].sort_values(KEYS).reset_index(drop=True)
+    b = read_results(whole_dir / "results.csv")[cols].sort_values(KEYS).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
