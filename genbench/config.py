@@ -135,6 +135,10 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text (a binary file?); give a YAML file") from None
+    if "\x00" in text:
+        raise ConfigError(f"config file {path} holds NUL bytes (a binary file?); give a YAML file")
     return load_yaml(text, f"config file {path}")
 
 

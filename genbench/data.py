@@ -296,10 +296,12 @@ def _read_image(path: str):
     """Open and fully decode one image, or warn and return None if it cannot be read."""
     from PIL import Image
     try:
-        with Image.open(path) as img:
-            img.load()
-            return img.copy()
-    except (OSError, SyntaxError, ValueError) as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # a bomb is skipped, not decoded
+            with Image.open(path) as img:
+                img.load()
+                return img.copy()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         warnings.warn(f"Skipping unreadable image file {path}: {err}", stacklevel=3)
         return None
 

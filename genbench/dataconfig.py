@@ -13,6 +13,9 @@ class DataError(ValueError):
     """A data problem the user can fix: says what was expected, what was found and what to do."""
 
 
+MAX_IMAGE_SIZE = 1024  # pixels per side: beyond it one image batch would not fit a GPU, let alone the suite
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Which dataset to load and how to split it (caps of ``None`` mean the dataset's default)."""
@@ -35,3 +38,9 @@ class DataConfig:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 raise DataError(f"DataConfig.{field} must be a positive integer, got {value!r}; "
                                 f"pass a value >= 1{' or None' if field != 'n_negative' else ''}.")
+        if self.image_size is not None and self.image_size > MAX_IMAGE_SIZE:
+            raise DataError(f"DataConfig.image_size {self.image_size} is larger than {MAX_IMAGE_SIZE}: the images "
+                            f"alone would need {self.image_size ** 2 * 4 * 3 / 2 ** 30:.3g} GiB each (RGB float32); "
+                            f"pass a side <= {MAX_IMAGE_SIZE}.")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2 ** 31:
+            raise DataError(f"DataConfig.seed must be an integer in [0, 2^31), got {self.seed!r}.")

@@ -130,6 +130,9 @@ class RunFolder:
         written: its numbers are not this config's, and keeping them beside new rows would mix two."""
         try:
             raw = read_raw_rows(self.results_csv)
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"--resume {self.path}: results.csv is not UTF-8 text (a binary file?): {err}; move "
+                              f"it aside to start the table again") from None
         except ValueError as err:
             raise ConfigError(f"--resume {self.path}: {err}") from None
         if raw is None:

@@ -446,3 +446,47 @@ def test_disk_full_is_one_line_nothing_torn_and_resume_finishes_equal(tmp_path, 
     a = read_results(run_dir / "results.csv")[cols].sort_values(KEYS).reset_index(drop=True)
     b = read_results(whole_dir / "results.csv")[cols].sort_values(KEYS).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
+
+
+# ------------------------------------------------------------------------------------ odd files and sizes
+def test_a_decompression_bomb_is_skipped_with_a_warning_not_the_whole_folder(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from genbench.data import DataConfig, load_data
+
+    for i in range(4):
+        Image.fromarray((np.random.default_rng(i).random((8, 8)) * 255).astype(np.uint8)).save(tmp_path / f"{i}.png")
+    Image.new("L", (200, 200)).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 150 * 150)  # 200 x 200 is a "bomb" at this limit
+    with pytest.warns(UserWarning, match="bomb.png"):
+        s = load_data(DataConfig(name=f"folder:{tmp_path}", n_train=3, n_test=1, n_negative=2))
+    assert len(s.train) + len(s.test) == 4 and s.train.shape[1:] == (1, 8, 8)
+
+
+@pytest.mark.parametrize("content", [b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", b"models: [pca]\x00\x00"])
+def test_a_binary_config_file_is_one_line(tmp_path, capsys, content):
+    bad = tmp_path / "config.yaml"
+    bad.write_bytes(content)
+    assert main([*PCA_RUN, "--config", str(bad), "--out", str(tmp_path / "runs")]) == 2
+    _one_line_error(capsys, "config file", "binary file")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_binary_results_csv_is_one_line_for_report_and_resume(tmp_path, capsys):
+    run_dir = _run_dir(tmp_path)
+    (run_dir / "results.csv").write_bytes(b"\xff\xfe\x00binary\x00" * 100)
+    capsys.readouterr()
+    assert main(["report", str(run_dir)]) == 2
+    _one_line_error(capsys, "results.csv")
+    assert main(["--resume", str(run_dir)]) == 2
+    _one_line_error(capsys, "results.csv")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--image-size", "10000000"], "image_size 10000000 is larger than 1024"),
+    (["--set", "data.seed=-3"], "DataConfig.seed must be an integer"),
+])
+def test_absurd_data_settings_are_one_line(tmp_path, capsys, args, needle):
+    assert main([*PCA_RUN, *args, "--out", str(tmp_path / "runs")]) == 2
+    _one_line_error(capsys, needle)
+    assert not (tmp_path / "runs").exists()

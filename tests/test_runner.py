@@ -87,10 +87,11 @@ def test_dry_run_writes_every_cell(tmp_path, capsys):
     (run_dir,) = tmp_path.iterdir()
     df = read_results(run_dir / "results.csv")
     assert set(df.model) == set(resolve_config("quick").models)
-    assert set(df.split) == {"train", "test", "negative"} and set(df.status) == {"ok", "unsupported"}
+    assert set(df.split) == {"train", "test", "negative", "simulated"} and set(df.status) == {"ok", "unsupported"}
+    assert "likelihood" in set(df.task)  # the quick preset runs the likelihood task too
     recon = df[df.task == "reconstruction"]
     assert len(recon) == len(set(recon.model)) * (3 * 4 + 2)  # models x (splits x (mae, mse, psnr, ssim) + 2 ood)
-    assert set(df[df.status == "unsupported"].model) == {"biharmonic", "lasso-dct"}
+    assert set(df[(df.status == "unsupported") & (df.task != "likelihood")].model) == {"biharmonic", "lasso-dct"}
     config = json.loads((run_dir / "config.json").read_text())
     assert config["config"]["dry_run"] is True and config["device"] == "cpu"
     assert "| abp (d=10)" in (run_dir / "summary.md").read_text()
