@@ -306,6 +306,14 @@ def _read_image(path: str):
         return None
 
 
+def count_folder_images(path: str) -> int:
+    """Image files of a ``folder:PATH`` dataset (readable or not); 0 when the folder cannot be listed."""
+    try:
+        return len(_list_folder(os.path.expanduser(path))[0])
+    except DataError:
+        return 0
+
+
 def _list_folder(path: str) -> tuple[list[str], list[int] | None]:
     """Image paths (sorted) and labels: class sub-folders when there are no images at the top level."""
     from torchvision.datasets import ImageFolder

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from genbench.dataconfig import FOLDER_PREFIX
 from genbench.registry import ModelSpec, get_model
 
 if TYPE_CHECKING:
@@ -95,10 +96,18 @@ def derive_seed(*parts: Any) -> int:
 
 
 def effective_data_config(cfg: RunConfig) -> DataConfig:
-    """The data config of a run: a dry run caps the sizes to a few images."""
+    """The data config of a run: a dry run caps the sizes to a few images (for an image folder that holds
+    fewer, to what it holds: 80 % train, 20 % test)."""
     if not cfg.dry_run:
         return cfg.data
     caps = {k: min(v, getattr(cfg.data, k) or v) for k, v in DRY_RUN_DATA.items()}
+    if cfg.data.name.startswith(FOLDER_PREFIX):
+        from genbench.data import count_folder_images  # torchvision: only for a folder
+
+        n = count_folder_images(cfg.data.name[len(FOLDER_PREFIX):])
+        if 2 <= n < caps["n_train"] + caps["n_test"]:
+            caps["n_test"] = max(1, round(0.2 * n))
+            caps["n_train"] = n - caps["n_test"]
     return dataclasses.replace(cfg.data, **caps)
 
 

@@ -490,3 +490,17 @@ def test_absurd_data_settings_are_one_line(tmp_path, capsys, args, needle):
     assert main([*PCA_RUN, *args, "--out", str(tmp_path / "runs")]) == 2
     _one_line_error(capsys, needle)
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_dry_run_on_a_small_image_folder_uses_what_it_holds(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "ten"
+    folder.mkdir()
+    for i in range(10):  # fewer than the dry run's 64 + 16 images: before, refused
+        Image.fromarray((np.random.default_rng(i).random((8, 8)) * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    assert main(["--dry-run", "--dataset", f"folder:{folder}", "--models", "pca", "--tasks", "reconstruction",
+                 "--latent-dims", "2", "--out", str(tmp_path / "runs")]) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    data = json.loads((run_dir / "config.json").read_text())["data_effective"]
+    assert (data["n_train"], data["n_test"]) == (8, 2)
