@@ -57,6 +57,15 @@ def _hold_lock(run_dir: Path) -> subprocess.Popen:
     return proc
 
 
+@pytest.fixture
+def test_model(request):
+    """Registers the test double given by ``parametrize("test_model", [(name, cls)], indirect=True)``."""
+    name, cls = request.param
+    register_model(name)(cls)
+    yield name
+    registry._MODELS.pop(name)
+
+
 # ------------------------------------------------------------------------------------- one writer per folder
 def test_a_second_writer_is_refused_with_the_holder_named(tmp_path, capsys):
     run_dir = _run_dir(tmp_path)
@@ -232,14 +241,8 @@ class _OutOfRange(MeanModel):
         return super().reconstruct(obs) * 1e6
 
 
-@pytest.fixture
-def out_of_range_model():
-    register_model("test-out-of-range")(_OutOfRange)
-    yield
-    registry._MODELS.pop("test-out-of-range")
-
-
-def test_a_recovery_outside_the_image_range_is_a_failed_cell_naming_the_model(tmp_path, capsys, out_of_range_model):
+@pytest.mark.parametrize("test_model", [("test-out-of-range", _OutOfRange)], indirect=True)
+def test_a_recovery_outside_the_image_range_is_a_failed_cell_naming_the_model(tmp_path, capsys, test_model):
     code = main([*PCA_RUN[:-2], "--models", "test-out-of-range,pca", "--out", str(tmp_path)])
     assert code == 1
     (run_dir,) = tmp_path.iterdir()
@@ -295,14 +298,8 @@ class _Exits(MeanModel):
         raise SystemExit(3)
 
 
-@pytest.fixture
-def exiting_model():
-    register_model("test-exits")(_Exits)
-    yield
-    registry._MODELS.pop("test-exits")
-
-
-def test_sys_exit_in_a_plugin_is_a_failed_cell_and_the_sweep_goes_on(tmp_path, exiting_model):
+@pytest.mark.parametrize("test_model", [("test-exits", _Exits)], indirect=True)
+def test_sys_exit_in_a_plugin_is_a_failed_cell_and_the_sweep_goes_on(tmp_path, test_model):
     assert main([*PCA_RUN[:-2], "--models", "test-exits,pca", "--out", str(tmp_path)]) == 1
     (run_dir,) = tmp_path.iterdir()
     df = read_results(run_dir / "results.csv")
@@ -377,14 +374,8 @@ class _Hangs(MeanModel):
         return super().fit(obs)
 
 
-@pytest.fixture
-def hanging_model():
-    register_model("test-hangs")(_Hangs)
-    yield
-    registry._MODELS.pop("test-hangs")
-
-
-def test_a_cell_past_cell_timeout_fails_and_the_sweep_goes_on(tmp_path, hanging_model):
+@pytest.mark.parametrize("test_model", [("test-hangs", _Hangs)], indirect=True)
+def test_a_cell_past_cell_timeout_fails_and_the_sweep_goes_on(tmp_path, test_model):
     t0 = time.monotonic()
     code = main([*PCA_RUN[:-2], "--models", "test-hangs,pca", "--cell-timeout", "2", "--out", str(tmp_path)])
     assert code == 1 and time.monotonic() - t0 < 60
