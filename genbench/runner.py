@@ -51,7 +51,7 @@ from genbench.results import (STATUS_FAILED, STATUS_OK, STATUS_UNSUPPORTED, Resu
                               versions_string)
 from genbench.rundir import RunFolder, build_saved_config, check_out_dir, config_differences, read_run_config
 from genbench.runlock import RunLock
-from genbench.task import EvalContext, SplitResult, Task, Variant
+from genbench.task import DataView, EvalContext, SplitResult, Task, Variant
 from genbench.timelimit import CellTimeout, time_limit
 
 Log = Callable[[str], None]
@@ -79,6 +79,7 @@ class _Data:
     image_shape: tuple[int, int, int]
     splits: dict[str, Tensor]
     variants: dict[str, list[Variant]]
+    view: DataView  # what a task that trains a helper of its own sees (EvalContext.data)
 
 
 class Runner:
@@ -133,8 +134,10 @@ class Runner:
                 variants[name] = task.variants(data.image_shape)
             except ValueError as err:
                 raise ConfigError(f"task {name!r}: {err}") from None
-        self.data = _Data(data_config, data.image_shape,
-                          {s: getattr(data, s).to(self.device) for s in SPLIT_STREAMS}, variants)
+        splits = {s: getattr(data, s).to(self.device) for s in SPLIT_STREAMS}
+        self.data = _Data(data_config, data.image_shape, splits, variants, DataView(
+            splits, {"train": data.train_labels, "test": data.test_labels},
+            config_hash(dataclasses.asdict(data_config))))
         if not self.resuming:
             check_out_dir(self.config.out)
 
@@ -183,8 +186,7 @@ class Runner:
                 raise ConfigError(f"--resume {run_dir}: the config given differs from the run's config.json at "
                                   f"{', '.join(differ)}; resume without config options to continue the run "
                                   f"as it was started, or start a new run")
-        meta = {k: v for k, v in blob.items() if k not in ("run_id", "config", "data_effective", "device",
-                                                          "versions")}
+        meta = {k: v for k, v in blob.items() if k not in ("run_id", "config", "data_effective", "device", "versions")}
         return cls(saved, run_id=blob["run_id"], log=log, meta=meta, executor=executor,
                    folder=RunFolder(run_dir))
 
@@ -249,9 +251,7 @@ class Runner:
         finally:
             summary.seconds = time.perf_counter() - start
             if self.folder.results_csv.exists():
-                from genbench.report import (
-                    write_report,  # matplotlib: only once there is a table
-                )
+                from genbench.report import write_report  # matplotlib: only once there is a table
 
                 self._keep(write_report, [self.run_dir])  # summary.md, tables/, plots/, grids/
         return summary
@@ -305,7 +305,8 @@ class Runner:
         ctx = EvalContext(model=model, op=op, observed={s: observed[s][: len(x)] for s, x in clean.items()},
                           clean=clean, generator=torch.Generator(), device=self.device, clock=self._clock,
                           fit_cache=self._fit_caches.setdefault(fk.key, {}),
-                          fit_seed=derive_seed(*fk.seed_parts, "evaluate"))
+                          fit_seed=derive_seed(*fk.seed_parts, "evaluate"), seed=cell.seed, data=data.view)
+        data.view.folder = self.run_dir / "checkpoints" if self.folder and self.config.checkpoints else None
         rows: list[ResultRow] = []
         for i, split in enumerate(splits):
             seed = derive_seed(cell.seed, cell.model, cell.latent_dim, cell.task, cell.variant, cell.protocol,

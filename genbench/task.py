@@ -32,6 +32,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import Tensor
@@ -80,6 +81,19 @@ class Variant:
 
 
 @dataclass
+class DataView:
+    """The run's data for a task that trains a helper of its own (the samples task's feature net): the
+    full clean splits on the device, their labels (CPU; None where the data has none), ``key`` naming the
+    data settings, a cache every cell of the run shares, and a folder to keep files in (None: keep none)."""
+
+    splits: Mapping[str, Tensor]
+    labels: Mapping[str, Tensor | None]
+    key: str
+    cache: dict[Any, Any] = field(default_factory=dict)
+    folder: Path | None = None
+
+
+@dataclass
 class EvalContext:
     """What a task sees when it evaluates one cell: the fitted model, the operator of the variant,
     each split observed through it and the clean images (both capped at ``n_eval`` images), a
@@ -102,6 +116,9 @@ class EvalContext:
     #: computes it first (after a resume, too) gets the same numbers
     fit_cache: dict[Any, Any] = field(default_factory=dict)
     fit_seed: int = 0
+    #: the cell's run seed, and the run's data (None outside a runner)
+    seed: int = 0
+    data: DataView | None = None
 
     def reconstruct(self, split: str) -> tuple[Tensor, float]:
         """``(x_hat, seconds)``: the model's recovery of the observed ``split``."""
