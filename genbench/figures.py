@@ -10,6 +10,10 @@ For every (dataset, task, metric) whose registered :class:`~genbench.metrics.Met
 - ``<dataset>__<task>__<metric>__latent-dim``: the metric against the latent dim, when two or more are
   present; a method without a latent code is a dotted horizontal line.
 
+And per dataset, for each trade-off of :data:`TRADEOFFS` whose two cells are present,
+``<dataset>__tradeoff__<name>``: one point per (model, latent dim), x and y the two metrics, error bars the
+std over seeds (e.g. held-out recovery error against FID: "this one samples better, that one recovers better").
+
 Each model has one colour in every plot of a report (:func:`model_colors`); latent dims differ by line style
 and marker (bars: hatching). A plot whose data are absent is skipped and the reason logged.
 """
@@ -32,6 +36,13 @@ from genbench.summary import groups as _groups
 from genbench.summary import has_latent_code, keys as _keys, metric_info, row_label
 
 log = logging.getLogger(__name__)
+
+#: the trade-off pictures: name -> ((task, variant, protocol, split, metric) of x, the same of y); variant
+#: None: the task's only variant
+TRADEOFFS: dict[str, tuple[tuple, tuple]] = {
+    "recovery-vs-fid": (("reconstruction", "identity", "clean-train", "test", "mae"),
+                        ("samples", None, "clean-train", "test", "fid")),
+}
 
 _LINESTYLES = ("-", "--", ":", "-.")
 _MARKERS = ("o", "s", "^", "D", "v", "P")
@@ -86,6 +97,13 @@ def report_figures(agg: pd.DataFrame, metrics: Sequence[str] | None = None,
             fig.suptitle(title + ("\nerror bars: std over seeds" if (rows["count"] > 1).any() else ""),
                          fontsize=10)
             yield f"{stem}__{kind}", fig
+    for (dataset,), rows in _groups(agg, [DATASET]):
+        for name, (x, y) in TRADEOFFS.items():
+            fig = _tradeoff(rows, style, x, y)
+            if fig is not None:
+                fig.suptitle(f"{dataset}: {x[0]} {x[4]} vs {y[0]} {y[4]}\nlower-left is better"
+                             + ("; error bars: std over seeds" if (rows["count"] > 1).any() else ""), fontsize=10)
+                yield f"{slugs[dataset]}__tradeoff__{name}", fig
 
 
 def write_plots(agg: pd.DataFrame, folder: Path, metrics: Sequence[str] | None = None,
@@ -215,6 +233,33 @@ def _latent(rows: pd.DataFrame, style: _Style, metric: str) -> Figure | None:
             ax.set_xlabel("latent dim", fontsize=8)
             ax.set_ylabel(metric_info(metric).label)
     _legend(fig, axes.ravel())
+    return fig
+
+
+def _tradeoff(rows: pd.DataFrame, style: _Style, x: tuple, y: tuple) -> Figure | None:
+    """One point per (model, latent dim) present in both cells ``x`` and ``y`` (task, variant, protocol, split,
+    metric), error bars the std over seeds; None when either cell is absent."""
+    def cell(task: str, variant: str | None, protocol: str, split: str, metric: str) -> pd.DataFrame:
+        mine = rows[(rows[TASK] == task) & (rows[PROTOCOL] == protocol) & (rows[SPLIT] == split)
+                    & (rows[METRIC] == metric) & ((rows[VARIANT] == variant) if variant else True)]
+        return mine.assign(d=mine[LATENT_DIM].map(lambda v: int(v) if has_latent_code(v) else -1))
+
+    points = cell(*x).merge(cell(*y), on=[MODEL, "d"], suffixes=("_x", "_y"))
+    if points.empty:
+        log.info("no trade-off plot %s vs %s for %s: no model has both", x, y, rows[DATASET].iloc[0])
+        return None
+    fig = Figure(figsize=(7.0, 4.4), layout="constrained")
+    ax = fig.subplots()
+    for _, p in points.iterrows():
+        d = p[f"{LATENT_DIM}_x"]
+        look = style.line(p[MODEL], d)
+        one_seed = p["count_x"] < 2 and p["count_y"] < 2
+        ax.errorbar(p["mean_x"], p["mean_y"], xerr=None if one_seed else p["std_x"],
+                    yerr=None if one_seed else p["std_y"], color=look["color"], marker=look["marker"],
+                    linestyle="none", markersize=6, capsize=2, label=row_label(p[MODEL], d))
+    ax.set_xlabel(f"{x[0]} {x[4]} ({x[3]}): {metric_info(x[4]).label}", fontsize=8)
+    ax.set_ylabel(f"{y[0]} {y[4]} ({y[3]}): {metric_info(y[4]).label}", fontsize=8)
+    _legend(fig, [ax])
     return fig
 
 

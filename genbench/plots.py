@@ -11,6 +11,8 @@ paper's figures). :func:`write_grids` turns them into PNGs under ``grids/``:
   "original", "observed", then one row per model, side by side (a method without a latent code
   joins the grid of every latent dim);
 - ``grids/samples/<model>__d<d>__s<seed>.png``: 64 prior samples;
+- ``grids/samples-side-by-side/d<d>__s<seed>.png``: every model's first :data:`N_SIDE` samples, one labelled
+  row per model, in the order of the run's config;
 - ``grids/interpolations/<model>__d<d>__s<seed>__<linear|spherical>.png``: one row per pair.
 
 Which file holds what is recorded in ``images/manifest.jsonl`` (one JSON object per kept file:
@@ -48,6 +50,7 @@ N_KEEP = 8
 N_SAMPLES = 64
 N_PAIRS = 4
 N_STEPS = 8
+N_SIDE = 16
 _SEP = "__"
 
 
@@ -213,12 +216,15 @@ def write_grids(run_dir: str | Path) -> list[Path]:
                 name = _SEP.join([task, variant, protocol, split, _dim(d), f"s{seed}"]) + ".png"
                 title = f"{task} / {variant} / {protocol} / {split} ({'' if d is None else f'd={d}, '}seed {seed})"
                 written.append(_labelled_rows(rows, run_dir / "grids" / "recoveries" / name, title))
+    side: dict[tuple, list[tuple[tuple, str, Tensor]]] = defaultdict(list)
     for r in sorted(_manifest(run_dir, "samples"), key=lambda r: r["file"]):
         blob = _load(run_dir / r["file"])
         if blob is None:
             continue
         stem = _SEP.join([r["model"], _dim(r["latent_dim"]), f"s{r['seed']}"])
         if "samples" in blob:
+            side[r["latent_dim"], r["seed"]].append(((order.get(r["model"], len(order)), r["model"]), r["model"],
+                                                    blob["samples"][:N_SIDE]))
             out = run_dir / "grids" / "samples" / f"{stem}.png"
             out.parent.mkdir(parents=True, exist_ok=True)
             save_image(_to01(blob["samples"]), out, nrow=int(math.sqrt(len(blob["samples"]))) or 1,
@@ -230,4 +236,9 @@ def write_grids(run_dir: str | Path) -> list[Path]:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 save_image(_to01(blob[kind]), out, nrow=N_STEPS, padding=1, pad_value=1.0)
                 written.append(out)
+    for (d, seed), members in sorted(side.items(), key=lambda kv: str(kv[0])):
+        rows = [(model, images) for _, model, images in sorted(members, key=lambda m: m[0])]
+        name = f"{_dim(d)}{_SEP}s{seed}.png"
+        title = f"prior samples, every model ({'' if d is None else f'd={d}, '}seed {seed})"
+        written.append(_labelled_rows(rows, run_dir / "grids" / "samples-side-by-side" / name, title))
     return written

@@ -118,3 +118,18 @@ def test_bad_arguments_are_refused(harness) -> None:
         harness.main(["--sections", "nope"])
     with pytest.raises(SystemExit):
         harness.main(["--repeats", "0"])
+
+
+def test_samples_floor_benchmark_ranks_data_above_noise(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("samples_floor", ROOT / "benchmarks" / "samples_floor.py")
+    floor = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(floor)
+    out = tmp_path / "floor.csv"
+    assert floor.main(["--dataset", "digits", "--n-train", "300", "--n-test", "100", "--samples", "100",
+                       "--epochs", "3", "--seeds", "0", "--out", str(out)]) == 0
+    rows = {r["case"]: r for r in csv.DictReader(out.open())}
+    assert set(rows) == {"test-halves", "train-images", "one-class", "noise"}
+    assert float(rows["train-images"]["fid"]) < min(float(rows["one-class"]["fid"]), float(rows["noise"]["fid"]))
+    assert "| noise |" in capsys.readouterr().out

@@ -187,10 +187,12 @@ def test_feature_net_is_kept_on_disk_and_random_without_labels(tmp_path, digits)
 
 # -- through the CLI ---------------------------------------------------------------------------------
 def test_samples_rows_through_the_cli(tmp_path):
-    assert main([*TINY, "--out", str(tmp_path), "--tasks", "samples", "--models", "pca,vae,vae-refine,biharmonic",
+    assert main([*TINY, "--out", str(tmp_path), "--tasks", "samples,reconstruction", "--models",
+                 "pca,vae,vae-refine,biharmonic",
                  "--set", "model.vae.n_epochs=2", "--set", "model.vae-refine.n_epochs=2"]) == 0
     (run_dir,) = tmp_path.iterdir()
     df = read_results(run_dir / "results.csv")
+    df = df[df.task == "samples"]
     ok = df[df.status == "ok"]
     assert set(ok.model) == {"pca", "vae", "vae-refine"}
     assert set(df[df.model == "biharmonic"].status) == {"unsupported"}
@@ -202,6 +204,9 @@ def test_samples_rows_through_the_cli(tmp_path):
     assert (ok.n_images == 60).all() and ok.message.str.contains("60 samples vs 60 test images").all()
     assert len(list((run_dir / "checkpoints").glob("features__*.pt"))) == 1
     assert "## samples: fid (lower is better)" in (run_dir / "summary.md").read_text()
+    assert (run_dir / "plots" / "digits__tradeoff__recovery-vs-fid.png").is_file()  # recovery mae vs fid
+    assert (run_dir / "plots" / "digits__samples__fid__bars.png").is_file()
+    assert sorted(p.name for p in (run_dir / "grids" / "samples-side-by-side").iterdir()) == ["d10__s0.png"]
 
 
 def test_bad_samples_parameters_are_one_line(capsys):
