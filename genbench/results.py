@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genbench.fsutil import write_text
+from genbench.fsutil import atomic_write, write_text
 
 RUN_ID = "run_id"
 DATASET = "dataset"
@@ -192,13 +192,28 @@ class ResultsWriter:
             if not isinstance(row, ResultRow):
                 raise ValueError(f"ResultsWriter.append takes ResultRow objects, got {type(row).__name__}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # unbuffered: we see every error
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            # a new table appears whole (header and first cell), never as a 0-byte file a reader could see
+            writer.writerow(COLUMNS)
+            writer.writerows([_csv_value(v) for v in row.as_dict().values()] for row in rows)
+            text = buf.getvalue().encode("utf-8")
+
+            def fill(tmp: Path) -> None:
+                with tmp.open("wb") as f:
+                    f.write(text)
+                    f.flush()
+                    os.fsync(f.fileno())
+
+            try:
+                atomic_write(self.path, fill)
+            except OSError as err:  # e.g. the disk is full: the temporary file is gone, no table is left
+                raise OSError(err.errno, err.strerror, str(self.path)) from err
+            return
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND, 0o644)  # unbuffered: we see every error
         try:
             start = os.lseek(fd, 0, os.SEEK_END)
-            buf = io.StringIO()
-            writer = csv.writer(buf, lineterminator="\n")
-            if start == 0:
-                writer.writerow(COLUMNS)
             writer.writerows([_csv_value(v) for v in row.as_dict().values()] for row in rows)
             data = memoryview(buf.getvalue().encode("utf-8"))
             try:
@@ -207,8 +222,6 @@ class ResultsWriter:
                 os.fsync(fd)
             except OSError as err:  # e.g. the disk is full: cut what part of the cell got in, then say so
                 os.ftruncate(fd, start)
-                if start == 0:
-                    self.path.unlink(missing_ok=True)  # no 0-byte table left behind
                 raise OSError(err.errno, err.strerror, str(self.path)) from err
         finally:
             os.close(fd)
