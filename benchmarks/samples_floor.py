@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from genbench.data import DataConfig, load_data  # noqa: E402
+from genbench.data import load_data  # noqa: E402
 from genbench.planning import derive_seed  # noqa: E402
 from genbench.results import config_hash  # noqa: E402
 from genbench.sample_quality import fid, kid, mode_coverage, prdc  # noqa: E402

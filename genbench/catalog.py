@@ -24,12 +24,14 @@ BUILTIN: dict[str, dict[str, str]] = {'models': {'abp': 'Alternating back-propag
             'dcgan': 'DCGAN (Radford et al. 2016); AmbientGAN on corrupted data, CSGM inversion (Bora et al. '
                      '2017, 2018)',
             'lasso-dct': 'reference: Lasso over a 2-D DCT basis (projections; learns nothing)',
+            'mean-image': 'floor: the training mean image, whatever is observed',
+            'naive-inverse': "floor: the operator's naive inverse (zero-fill, A^T y), clamped",
             'pca': 'PCA; EM for probabilistic PCA on corrupted data (Roweis 1998, Tipping & Bishop 1999)',
             'rbm': 'Bernoulli RBM, CD-k (k=3) with momentum (Hinton 2010); clamped mean-field inpainting, '
                    'free-energy projection recovery, stochastic EM',
             'vae': 'Variational auto-encoder, encoder-mean inference (Kingma & Welling 2014)',
-            'vae-refine': "VAE, encoder mean refined by 100 gradient steps on -log p(y, z) (ABP's "
-                          'inference)'},
+            'vae-refine': "VAE, encoder mean refined by 100 gradient steps on -log p(y, z) (ABP's inference)",
+            'zero': 'floor: the blank (all-black) image, whatever is observed'},
  'tasks': {'deblurring': 'Gaussian blur + noise; scored over the whole image. Variants on 28x28: blur-1, '
                          'blur-2.',
            'inpainting': 'Salt-and-pepper and block occlusion; scored on the occluded pixels (and on all '

@@ -78,6 +78,9 @@ class Capabilities:
     #: :attr:`LatentModel.deterministic_inference` property
     deterministic_inference: bool = True
     operators: tuple[type, ...] = (Operator,)  # operator classes it can learn from / recover through
+    #: a trivial floor (``zero``, ``mean-image``, ``naive-inverse``, baselines/floors.py): the report marks
+    #: the rows of other models that do not beat the best floor of their column
+    floor: bool = False
 
 
 # ------------------------------------------------------------------------------------------ configs

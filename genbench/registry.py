@@ -51,7 +51,7 @@ PLUGINS_ENV = "GENBENCH_PLUGINS"  # comma-separated plug-in files / modules, loa
 BUILTIN_MODULES = ("genbench.metrics", "genbench.ssim", "genbench.ood", "genbench.operators", "genbench.abp", "baselines.pca", "baselines.vae",
                    "baselines.dcgan", "baselines.rbm", "baselines.dbn", "baselines.classical",
                    "tasks.reconstruction", "tasks.inpainting", "tasks.projection", "tasks.deblurring", "tasks.likelihood",
-                   "tasks.samples")
+                   "tasks.samples", "baselines.floors")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
 T = TypeVar("T")

@@ -30,7 +30,9 @@ from genbench.results import (CELL_KEYS, DATASET, LATENT_DIM, LEVEL, LEVEL_NAME,
 
 #: columns of :func:`aggregate`'s table (``tables/aggregated.csv``)
 AGG_COLUMNS = (DATASET, TASK, METRIC, MODEL, LATENT_DIM, VARIANT, LEVEL_NAME, LEVEL, LEVEL_UNIT, PROTOCOL, SPLIT,
-               "mean", "std", "count", "seeds", "best")
+               "mean", "std", "count", "seeds", "best", "beats_floor")
+#: the footnote of a value that does not beat its column's best floor (baselines/floors.py)
+FLOOR_MARK = "†"
 PIVOT_INDEX = (MODEL, LATENT_DIM)
 PIVOT_COLUMNS = (TASK, VARIANT, PROTOCOL, SPLIT)
 Stat = Literal["mean", "std", "count"]
@@ -66,7 +68,10 @@ def aggregate(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.Data
 
     ``mean`` and sample ``std`` (ddof=1; NaN for one value) over seeds, ``count`` values averaged,
     ``seeds`` space-separated, ``best`` True for the best mean of its (dataset, task, metric, variant,
-    protocol, split) column by the metric's direction (ties all True; NaN is never best). Order: datasets
+    protocol, split) column by the metric's direction (ties all True; NaN is never best), ``beats_floor``
+    whether the mean is strictly better than the best trivial floor of its column (models whose
+    ``capabilities.floor`` is set: ``zero``, ``mean-image``, ``naive-inverse``; empty for the floors
+    themselves and where a column has none). Order: datasets
     and tasks as first seen, metrics as :func:`summary_metrics` (or ``metrics``) then the others, rows
     and columns of each (dataset, task, metric) as first seen."""
     ok = df[df[STATUS] == STATUS_OK]
@@ -83,12 +88,37 @@ def aggregate(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.Data
             column = stats.groupby([VARIANT, PROTOCOL, SPLIT], sort=False, dropna=False)["mean"]
             best = column.transform("max" if metric_info(metric).higher_is_better else "min")
             stats["best"] = stats["mean"] == best
+            stats["beats_floor"] = _beats_floor(stats, metric_info(metric).higher_is_better)
             parts.append(stats[list(AGG_COLUMNS)])
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in AGG_COLUMNS})
     agg = pd.concat(parts, ignore_index=True)
     agg["count"] = agg["count"].astype("int64")
     return agg
+
+
+def floor_models(models: Sequence[str]) -> set[str]:
+    """The names among ``models`` registered as trivial floors (``capabilities.floor``)."""
+    from genbench.registry import MODELS
+
+    registered = MODELS.as_dict()
+    return {m for m in models if m in registered and getattr(registered[m].capabilities, "floor", False)}
+
+
+def _beats_floor(stats: pd.DataFrame, higher_is_better: bool) -> pd.Series:
+    floors = stats[MODEL].isin(floor_models(list(pd.unique(stats[MODEL]))))
+    out = pd.Series(pd.NA, index=stats.index, dtype="boolean")
+    if not floors.any():
+        return out
+    for _, column in stats.groupby([VARIANT, PROTOCOL, SPLIT], sort=False, dropna=False):
+        floor = column.loc[floors[column.index], "mean"].dropna()
+        if floor.empty:
+            continue
+        best = floor.max() if higher_is_better else floor.min()
+        rest = column.index[~floors[column.index] & column["mean"].notna()]
+        means = column.loc[rest, "mean"]
+        out[rest] = (means > best) if higher_is_better else (means < best)
+    return out
 
 
 def summary_table(df: pd.DataFrame, metric: str = "mae", stat: Stat = "mean") -> pd.DataFrame:
@@ -126,6 +156,7 @@ def metric_table(agg: pd.DataFrame) -> str:
     row_keys = keys(agg, [MODEL, LATENT_DIM])
     cell = {(r[MODEL], _na(r[LATENT_DIM]), r[VARIANT], r[PROTOCOL], r[SPLIT]): r for r in agg.to_dict("records")}
     body = []
+    marked = False
     for model, d in row_keys:
         cells = [row_label(model, d)]
         for ck in col_keys:
@@ -136,10 +167,19 @@ def metric_table(agg: pd.DataFrame) -> str:
             text = info.format(r["mean"])
             if r["count"] >= 2:
                 text += f" ± {info.format(r['std'])}"
-            cells.append(f"**{text}**" if r["best"] else text)
+            text = f"**{text}**" if r["best"] else text
+            if r.get("beats_floor") is False:
+                text += f" {FLOOR_MARK}"
+                marked = True
+            cells.append(text)
         body.append(cells)
     header = ["model"] + [" / ".join(str(p) for p in ck) for ck in col_keys]
-    return markdown_table(header, body)
+    table = markdown_table(header, body)
+    if marked:
+        floors = ", ".join(sorted(floor_models(list(pd.unique(agg[MODEL])))))
+        table += (f"\n\n{FLOOR_MARK} not better than the best trivial floor of its column ({floors}: "
+                  f"baselines/floors.py): the row measures no learning there.")
+    return table
 
 
 def summary_markdown(df: pd.DataFrame, metrics: Sequence[str] | None = None, *, title: str = "genbench results",

@@ -75,6 +75,9 @@ def test_mode_coverage_counts_classes_and_measures_kl():
     # a class with under half its test share is not covered
     rare = torch.cat([torch.arange(9).repeat(100), torch.full((40,), 9)])
     assert mode_coverage(rare, test, 10)["classes_covered"] == 9
+    # a class the (few) test images lack: a finite KL, and it is not "covered"
+    lacking = mode_coverage(torch.tensor([0, 1, 9]), torch.tensor([0, 1, 1, 0]), 10)
+    assert math.isfinite(lacking["label_kl"]) and lacking["label_kl"] > 0.5 and lacking["classes_covered"] == 2
     with pytest.raises(ValueError, match="at least"):
         fid(torch.randn(1, 3), torch.randn(5, 3))
 
