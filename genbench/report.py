@@ -34,8 +34,11 @@ a user's task gets them with no change here; a plot is skipped, and the reason l
 absent (fewer than two levels of an axis, fewer than two latent dims).
 
 Several runs: rows are pooled by dataset, so runs of one dataset with different seeds give mean ± std over all
-their seeds, and several datasets get their own tables, plots and ``summary.md`` section. The same seed of the
-same cell (``ok``) in two runs is refused: those runs are not replicates. The report goes to ``out`` (default
+their seeds, and several datasets get their own tables, plots and ``summary.md`` section. Only replicates are
+pooled (:mod:`genbench.replicates`): runs whose ``config.json`` settings differ in more than what selects cells
+(data as used, a shared model's or task's settings, ``n_eval``, a dry run beside a real one) are refused with
+one line naming the settings; so is the same seed of the same cell (``ok``) in two runs. A dry run's report
+is marked as such and ranks nothing (no "best"). The report goes to ``out`` (default
 ``report-<timestamp>`` beside the first run folder); image grids stay in each run folder. A single-run report
 goes into the run folder itself and (re)writes its grids.
 
@@ -59,6 +62,7 @@ import pandas as pd
 from genbench.fsutil import write_text
 from genbench.figures import model_colors, write_plots
 from genbench.results import CONFIG_HASH, DATASET, LATENT_DIM, METRIC, MODEL, PROTOCOL, RUN_ID, SEED, SPLIT, STATUS, STATUS_OK, VALUE, VARIANT, TASK, read_results
+from genbench.replicates import NotReplicates, check_replicates, dry_runs
 from genbench.summary import CELL_KEYS, aggregate, groups, keys, row_label, summary_markdown
 
 _SOURCE = "_source"  # which run folder a row came from (overlap check only)
@@ -97,8 +101,9 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path | None = None, 
 def _write_report(dirs: list[Path], out: Path, metrics: Sequence[str] | None,
                   plot_metrics: Sequence[str] | None) -> Path:
     df = load_runs(dirs)
-    written = [write_text(out / "summary.md", report_markdown(df, metrics, dirs, out))]
-    agg = aggregate(df, metrics)
+    dry = bool(dry_runs(dirs))
+    written = [write_text(out / "summary.md", report_markdown(df, metrics, dirs, out, dry_run=dry))]
+    agg = aggregate(df, metrics, rank=not dry)
     written += write_tables(agg, out / "tables")
     written += write_plots(agg, out / "plots", plot_metrics, model_colors(df[MODEL]))
     _remove_stale(out, written)
@@ -129,6 +134,10 @@ def load_runs(run_dirs: Sequence[Path]) -> pd.DataFrame:
     df = df.drop_duplicates(subset=same, keep="first").reset_index(drop=True)
     _check_no_conflict(df, run_dirs)
     if len(frames) > 1:
+        try:
+            check_replicates(run_dirs)
+        except NotReplicates as err:
+            raise ReportInputError(str(err)) from None
         _check_no_overlap(df, run_dirs)
     return df.drop(columns=_SOURCE)
 
@@ -201,18 +210,19 @@ def write_tables(agg: pd.DataFrame, folder: Path) -> list[Path]:
 
 # ------------------------------------------------------------------------------------------------ markdown
 def report_markdown(df: pd.DataFrame, metrics: Sequence[str] | None = None, run_dirs: Sequence[Path] = (),
-                    out: Path | None = None) -> str:
+                    out: Path | None = None, *, dry_run: bool = False) -> str:
     """``summary.md``: for one run of one dataset exactly :func:`genbench.results.summary_markdown`; otherwise a
-    list of the runs (folders relative to ``out``) and one section per dataset."""
+    list of the runs (folders relative to ``out``) and one section per dataset. ``dry_run``: marked, unranked."""
     datasets = list(pd.unique(df[DATASET]))
     if len(run_dirs) <= 1 and len(datasets) <= 1:
-        return summary_markdown(df, metrics)
+        return summary_markdown(df, metrics, dry_run=dry_run)
     lines = ["# genbench report", "", "Runs (image grids stay in each run folder, under `grids/`):", ""]
     for folder in run_dirs:
         where = os.path.relpath(folder.resolve(), out.resolve()) if out is not None else str(folder)
         lines.append(f"- `{where}`")
     parts = ["\n".join(lines) + "\n"]
-    parts += [summary_markdown(df[df[DATASET] == d], metrics, title=f"Dataset: {d}", level=2) for d in datasets]
+    parts += [summary_markdown(df[df[DATASET] == d], metrics, title=f"Dataset: {d}", level=2, dry_run=dry_run)
+              for d in datasets]
     runs = ", ".join(str(r) for r in pd.unique(df[RUN_ID]))
     parts.append(f"{len(df)} rows from {len(run_dirs)} run(s): {runs}.\n")
     return "\n".join(parts)

@@ -63,7 +63,7 @@ def row_label(model: str, latent_dim: object) -> str:
 
 
 # ------------------------------------------------------------------------------------ aggregation
-def aggregate(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+def aggregate(df: pd.DataFrame, metrics: Sequence[str] | None = None, *, rank: bool = True) -> pd.DataFrame:
     """The ``ok`` rows aggregated over seeds: columns :data:`AGG_COLUMNS`.
 
     ``mean`` and sample ``std`` (ddof=1; NaN for one value) over seeds, ``count`` values averaged,
@@ -87,7 +87,7 @@ def aggregate(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.Data
             stats[DATASET], stats[TASK], stats[METRIC] = dataset, task, metric
             column = stats.groupby([VARIANT, PROTOCOL, SPLIT], sort=False, dropna=False)["mean"]
             best = column.transform("max" if metric_info(metric).higher_is_better else "min")
-            stats["best"] = stats["mean"] == best
+            stats["best"] = (stats["mean"] == best) & rank  # rank=False (a dry run): nothing is best
             stats["beats_floor"] = _beats_floor(stats, metric_info(metric).higher_is_better)
             parts.append(stats[list(AGG_COLUMNS)])
     if not parts:
@@ -183,7 +183,7 @@ def metric_table(agg: pd.DataFrame) -> str:
 
 
 def summary_markdown(df: pd.DataFrame, metrics: Sequence[str] | None = None, *, title: str = "genbench results",
-                     level: int = 1) -> str:
+                     level: int = 1, dry_run: bool = False) -> str:
     """A markdown report of the table: a title; per task and per metric (default :func:`summary_metrics`) a
     :func:`metric_table` with the metric's direction; the failed/unsupported cells, if any; the row and seed
     counts. The title is a level-``level`` heading and the sections one level below (``level=2`` nests the
@@ -194,7 +194,10 @@ def summary_markdown(df: pd.DataFrame, metrics: Sequence[str] | None = None, *, 
     datasets = ", ".join(str(d) for d in pd.unique(df[DATASET])) if len(df) else ""
     if runs:
         lines += [f"Run: {runs}. Dataset: {datasets}.", ""]
-    agg = aggregate(df)
+    if dry_run:
+        lines += ["**DRY RUN** (`--dry-run`: one training step, 16 images per split): these numbers test that "
+                  "the suite runs; they are not results, and nothing is ranked.", ""]
+    agg = aggregate(df, rank=not dry_run)
     wanted = summary_metrics(pd.unique(df[METRIC])) if metrics is None else list(metrics)
     for task in pd.unique(agg[TASK]):
         for metric in wanted:
