@@ -40,7 +40,10 @@ def run_settings(run_dir: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(blob, dict) or not isinstance(blob.get("config"), dict):
         return None
-    return {"config": blob["config"], "data": blob.get("data_effective") or blob["config"].get("data") or {}}
+    data = dict(blob.get("data_effective") or blob["config"].get("data") or {})
+    if isinstance(blob.get("data_used"), dict):  # what the loader actually gave (a folder may hold fewer)
+        data["used"] = blob["data_used"]
+    return {"config": blob["config"], "data": data}
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -59,7 +62,8 @@ def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
               "task": set(ca.get("tasks") or ()) & set(cb.get("tasks") or ())}
     fa, fb = _flat({**ca, "data": a["data"]}), _flat({**cb, "data": b["data"]})
     out = []
-    for key in sorted(set(fa) | set(fb)):
+    first = ("dry_run", "n_eval")  # the most telling differences lead the message
+    for key in sorted(set(fa) | set(fb), key=lambda k: (k not in first, k.startswith("data.used."), k)):
         head, *rest = key.split(".")
         if head in SELECTING:
             continue

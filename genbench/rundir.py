@@ -17,6 +17,7 @@ again. Nothing in a run folder is executed or imported by this module.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -72,6 +73,25 @@ def build_saved_config(blob: dict[str, Any], run_dir: str | Path) -> RunConfig:
         return build_run_config(blob["config"])
     except ConfigError as err:
         raise ConfigError(f"--resume {run_dir}: its config.json no longer resolves: {err}") from None
+
+
+def saved_run(run_dir: str | Path, config: RunConfig | None = None) -> tuple[RunConfig, str, dict[str, Any]]:
+    """The saved config, run id and meta data of the run in ``run_dir``, for :meth:`Runner.resume`.
+
+    ``config``, when given, must equal the run's saved config (``out`` aside): resuming with other
+    settings would mix two experiments in one table, so it is a :class:`ConfigError`."""
+    blob = read_run_config(run_dir)
+    saved = build_saved_config(blob, run_dir)
+    if config is not None:  # the device may change (e.g. a GPU run resumed on the CPU): no hash uses it
+        saved = dataclasses.replace(saved, device=config.device)
+        differ = config_differences(saved, config)
+        if differ:
+            raise ConfigError(f"--resume {run_dir}: the config given differs from the run's config.json at "
+                              f"{', '.join(differ)}; resume without config options to continue the run "
+                              f"as it was started, or start a new run")
+    meta = {k: v for k, v in blob.items()
+            if k not in ("run_id", "config", "data_effective", "data_used", "device", "versions")}
+    return saved, blob["run_id"], meta
 
 
 def config_differences(a: RunConfig, b: RunConfig, ignore: tuple[str, ...] = ("out",)) -> list[str]:

@@ -49,7 +49,7 @@ from genbench.planning import (DRY_RUN_EVAL, SPLIT_STREAMS, Cell, CellResult, Jo
 from genbench.registry import EXECUTORS, ModelSpec, RegistryError, get_model, get_task, load_plugins, loaded_plugins
 from genbench.results import (STATUS_FAILED, STATUS_OK, STATUS_UNSUPPORTED, ResultRow, ResultsWriter, config_hash,
                               versions_string)
-from genbench.rundir import RunFolder, build_saved_config, check_out_dir, config_differences, read_run_config
+from genbench.rundir import RunFolder, check_out_dir, saved_run
 from genbench.runlock import RunLock
 from genbench.task import DataView, EvalContext, SplitResult, Task, Variant
 from genbench.timelimit import CellTimeout, time_limit
@@ -80,6 +80,7 @@ class _Data:
     splits: dict[str, Tensor]
     variants: dict[str, list[Variant]]
     view: DataView  # what a task that trains a helper of its own sees (EvalContext.data)
+    used: dict[str, Any]  # the images each split holds (config.json's data_used)
 
 
 class Runner:
@@ -135,9 +136,15 @@ class Runner:
             except ValueError as err:
                 raise ConfigError(f"task {name!r}: {err}") from None
         splits = {s: getattr(data, s).to(self.device) for s in SPLIT_STREAMS}
+        used = {f"n_{s}": len(x) for s, x in splits.items()}
+        short = [f"{k} {n} (asked {getattr(data_config, k)})" for k, n in used.items()
+                 if getattr(data_config, k, None) is not None and n < getattr(data_config, k)]
+        if short:
+            self.log(f"warning: {data_config.name} holds fewer images than asked: {', '.join(short)}; the run uses "
+                     f"what it holds (config.json: data_used)")
         self.data = _Data(data_config, data.image_shape, splits, variants, DataView(
             splits, {"train": data.train_labels, "test": data.test_labels},
-            config_hash(dataclasses.asdict(data_config))))
+            config_hash(dataclasses.asdict(data_config))), {**used, "image_shape": list(data.image_shape)})
         if not self.resuming:
             check_out_dir(self.config.out)
 
@@ -172,23 +179,10 @@ class Runner:
     def resume(cls, run_dir: str | Path, *, config: RunConfig | None = None, log: Log = _stderr,
                executor: str = "local") -> Runner:
         """A runner that continues the run in ``run_dir``: finished cells are skipped, fits whose
-        checkpoint exists are loaded, the rest runs as it would have.
-
-        ``config``, when given, must equal the run's saved config (``out`` aside): resuming with
-        other settings would mix two experiments in one table, so it is a :class:`ConfigError`.
-        """
-        blob = read_run_config(run_dir)
-        saved = build_saved_config(blob, run_dir)
-        if config is not None:  # the device may change (e.g. a GPU run resumed on the CPU): no hash uses it
-            saved = dataclasses.replace(saved, device=config.device)
-            differ = config_differences(saved, config)
-            if differ:
-                raise ConfigError(f"--resume {run_dir}: the config given differs from the run's config.json at "
-                                  f"{', '.join(differ)}; resume without config options to continue the run "
-                                  f"as it was started, or start a new run")
-        meta = {k: v for k, v in blob.items() if k not in ("run_id", "config", "data_effective", "device", "versions")}
-        return cls(saved, run_id=blob["run_id"], log=log, meta=meta, executor=executor,
-                   folder=RunFolder(run_dir))
+        checkpoint exists are loaded, the rest runs as it would have. ``config``, when given, must equal
+        the run's saved config (``out`` aside; :func:`genbench.rundir.saved_run`), else :class:`ConfigError`."""
+        saved, run_id, meta = saved_run(run_dir, config)
+        return cls(saved, run_id=run_id, log=log, meta=meta, executor=executor, folder=RunFolder(run_dir))
 
     def failed_rows(self, cell: Cell, message: str) -> list[ResultRow]:
         """The rows of a cell that failed outside :meth:`run_cell` (e.g. its Ray worker was lost)."""
@@ -226,7 +220,7 @@ class Runner:
         """The sweep of :meth:`run`, holding the folder's lock; ``finished`` None: a new run folder."""
         if finished is None:
             self.folder.write_config({"run_id": self.run_id, **self.meta, "config": self.config.to_dict(),
-                                      "data_effective": dataclasses.asdict(data.data_config),
+                                      "data_effective": dataclasses.asdict(data.data_config), "data_used": data.used,
                                       "device": str(self.device), "versions": self.versions})
             finished = set()
         writer = ResultsWriter(self.folder.results_csv)

@@ -48,3 +48,21 @@ def test_a_dry_run_is_marked_and_ranks_nothing(tmp_path):
     real = _run(tmp_path / "real", "--models", "pca,zero")
     assert pd.read_csv(real / "tables" / "aggregated.csv")["best"].any()
     assert "DRY RUN" not in (real / "summary.md").read_text()
+
+
+def test_a_data_set_smaller_than_asked_warns_and_config_json_records_what_was_used(tmp_path, capsys):
+    import json
+
+    from tests.test_data import _write_idx
+
+    _write_idx(tmp_path / "data", "FashionMNIST", n_train=30, n_test=12)
+    assert main(["--dataset", "fashion-mnist", "--data-root", str(tmp_path / "data"), "--set", "data.n_train=50",
+                 "--set", "data.n_test=12", "--set", "data.n_negative=5", "--models", "zero", "--tasks",
+                 "reconstruction", "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    warning = [line for line in err.splitlines() if "fewer images than asked" in line]
+    assert len(warning) == 1 and "n_train 30 (asked 50)" in warning[0] and "n_test" not in warning[0]
+    (run_dir,) = (tmp_path / "out").iterdir()
+    blob = json.loads((run_dir / "config.json").read_text())
+    assert blob["data_used"] == {"n_train": 30, "n_test": 12, "n_negative": 5, "image_shape": [1, 28, 28]}
+    assert blob["config"]["data"]["n_train"] == 50  # what was asked stays beside it

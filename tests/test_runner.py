@@ -91,7 +91,11 @@ def test_dry_run_writes_every_cell(tmp_path, capsys):
     assert "likelihood" in set(df.task)  # the quick preset runs the likelihood task too
     recon = df[df.task == "reconstruction"]
     assert len(recon) == len(set(recon.model)) * (3 * 4 + 2)  # models x (splits x (mae, mse, psnr, ssim) + 2 ood)
-    assert set(df[(df.status == "unsupported") & (df.task != "likelihood")].model) == {"biharmonic", "lasso-dct"}
+    assert {"likelihood", "samples"} <= set(df.task)
+    recovery = df[~df.task.isin(["likelihood", "samples"])]  # (which cannot sample or has no density: elsewhere)
+    assert set(recovery[recovery.status == "unsupported"].model) == {"biharmonic", "lasso-dct", "naive-inverse"}
+    assert set(df[(df.task == "samples") & (df.status == "ok")].model) == {"abp", "abp-gd", "vae", "vae-refine",
+                                                                           "dcgan", "rbm", "dbn", "pca"}
     config = json.loads((run_dir / "config.json").read_text())
     assert config["config"]["dry_run"] is True and config["device"] == "cpu"
     assert "| abp (d=10)" in (run_dir / "summary.md").read_text()
