@@ -131,6 +131,28 @@ def cell_model_config(spec: ModelSpec, cfg: RunConfig, latent_dim: int | None) -
     return spec.make_config(**overrides)
 
 
+def shared_fit_warnings(cfg: RunConfig) -> list[str]:
+    """One line per model that would share another's fit (``shares_fit_with``, e.g. vae-refine on vae) but whose
+    config differs from it in a field that changes the fit: it then trains a fit of its own, no longer "the same
+    weights, other inference". Decided here, said by the runner; the fit keys already keep the two apart."""
+    from genbench.model import hashed_config
+
+    out = []
+    for name in cfg.models:
+        spec = get_model(name)
+        if spec.shares_fit_with is None:
+            continue
+        owner = get_model(spec.shares_fit_with)
+        d = latent_dims(cfg, spec)[0]
+        mine, theirs = (hashed_config(cell_model_config(s, cfg, d)) for s in (spec, owner))
+        differ = sorted(k for k in mine if k not in spec.cls.inference_fields and mine[k] != theirs.get(k))
+        if differ:
+            shown = ", ".join(f"{k} {mine[k]!r} vs {theirs.get(k)!r}" for k in differ)
+            out.append(f"warning: {name} no longer shares {owner.name}'s fit ({shown}): it trains one of its own; "
+                       f"set the same values under model.{name} and model.{owner.name} to share it")
+    return out
+
+
 def plan_cells(cfg: RunConfig, variants: Mapping[str, Sequence[Variant]]) -> list[Cell]:
     """Every cell of a sweep, in the order the local executor runs them: by model, latent dim, seed,
     task, variant, protocol (so one clean fit serves its cells back to back)."""

@@ -45,7 +45,8 @@ from genbench.errors import error_text
 from genbench.model import DivergenceError, LatentModel, hashed_config
 from genbench.operators import Identity, Observations, Operator
 from genbench.planning import (DRY_RUN_EVAL, SPLIT_STREAMS, Cell, CellResult, Job, cell_model_config, derive_seed,
-                               effective_data_config, fit_groups, fit_key, plan_cells)
+                               effective_data_config, fit_groups, fit_key, plan_cells, shared_fit_warnings)
+from genbench.progress import Progress
 from genbench.registry import EXECUTORS, ModelSpec, RegistryError, get_model, get_task, load_plugins, loaded_plugins
 from genbench.results import (STATUS_FAILED, STATUS_OK, STATUS_UNSUPPORTED, ResultRow, ResultsWriter, config_hash,
                               versions_string)
@@ -139,6 +140,8 @@ class Runner:
         used = {f"n_{s}": len(x) for s, x in splits.items()}
         short = [f"{k} {n} (asked {getattr(data_config, k)})" for k, n in used.items()
                  if getattr(data_config, k, None) is not None and n < getattr(data_config, k)]
+        for warning in shared_fit_warnings(self.config):
+            self.log(warning)
         if short:
             self.log(f"warning: {data_config.name} holds fewer images than asked: {', '.join(short)}; the run uses "
                      f"what it holds (config.json: data_used)")
@@ -233,6 +236,7 @@ class Runner:
                   failed=lambda cell, message: (cell, self.failed_rows(cell, message), STATUS_FAILED, message),
                   wants_gpu=self.device.type == "cuda")
         start = time.perf_counter()
+        progress = Progress(len(cells), summary.n_skipped)
         try:
             for i, (cell, rows, status, message) in enumerate(self.executor.run(job), 1):
                 writer.append(rows)
@@ -241,7 +245,7 @@ class Runner:
                 elif status == STATUS_OK:
                     summary.n_ok += 1
                 self.log(f"[{summary.n_skipped + i}/{len(cells)}] {cell.label()}: "
-                         f"{self._describe(rows, status, message)}")
+                         f"{self._describe(rows, status, message)} ({progress.finished()})")
         finally:
             summary.seconds = time.perf_counter() - start
             if self.folder.results_csv.exists():
@@ -273,7 +277,8 @@ class Runner:
             return f"{status}: {(message.splitlines() or [''])[0]}"
         first = self.tasks[rows[0].task].metric_names()[0]
         scores = [f"{r.split} {first} {r.value:.4f}" for r in rows if r.metric == first and r.status == STATUS_OK]
-        return f"fit {rows[0].fit_seconds:.1f}s, " + ", ".join(scores)
+        evaluate = sum({r.split: r.eval_seconds for r in rows if math.isfinite(r.eval_seconds)}.values())
+        return f"fit {rows[0].fit_seconds:.1f}s, evaluate {evaluate:.1f}s, " + ", ".join(scores)
 
     # -- one cell -----------------------------------------------------------------------------------
     def run_cell(self, cell: Cell) -> tuple[list[ResultRow], str, str]:

@@ -1,0 +1,47 @@
+"""Where a sweep is: cells done of all, the wall time of the last cell, time elapsed and an ETA that learns
+from the finished cells (their mean wall time times the cells left), for the runner's per-cell lines.
+
+The lines are plain text, one per finished cell, so they read the same on a terminal, in a CI log and in a
+file (``2> sweep.log``). The clock is injectable (tests use a fake one).
+
+Example::
+
+    >>> p = Progress(total=36)
+    >>> p.finished()                 # after each cell
+    'cell 6m40s; 1/36 done in 6m40s, about 3h53m left'
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+def duration(seconds: float) -> str:
+    """``42s``, ``6m40s``, ``3h53m``."""
+    seconds = round(max(0.0, float(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class Progress:
+    """Counts finished cells of ``total`` (``skipped`` of them finished before: a resume) and estimates the rest."""
+
+    def __init__(self, total: int, skipped: int = 0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.total, self.skipped, self.clock = total, skipped, clock
+        self.done = 0  # cells finished by this process
+        self.start = self.last = clock()
+
+    def finished(self) -> str:
+        """Record one finished cell; the line's progress text."""
+        now = self.clock()
+        cell, self.last = now - self.last, now
+        self.done += 1
+        elapsed = now - self.start
+        left = self.total - self.skipped - self.done
+        eta = elapsed / self.done * left
+        tail = f", about {duration(eta)} left" if left > 0 else ""
+        return f"cell {duration(cell)}; {self.skipped + self.done}/{self.total} done in {duration(elapsed)}{tail}"
