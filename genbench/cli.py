@@ -62,6 +62,31 @@ def _csv_list(cast: type):
     return parse
 
 
+def _workers(text: str) -> int:
+    """``--workers``: a positive integer, or ``auto`` (0: one per core)."""
+    if text == "auto":
+        return 0
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
+    return n
+
+
+def _executor(args: argparse.Namespace) -> object:
+    """The executor of ``--executor`` and ``--workers``: a name, or a process pool when workers != 1."""
+    if args.workers == 1:
+        return args.executor
+    if args.executor != "local":
+        raise config_lib.ConfigError(f"--workers runs local worker processes; it cannot be combined with "
+                                     f"--executor {args.executor}")
+    from genbench.executors import ProcessExecutor
+
+    return ProcessExecutor(args.workers or None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     models = ", ".join(catalog.entries("models", loaded_plugins()))
     tasks = ", ".join(catalog.entries("tasks", loaded_plugins()))
@@ -102,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=tuple(EXECUTORS_BUILTIN), default="local",
                    help="local (default): cells in this process; ray: one Ray task per fitted model "
                    "(pip install 'genbench[distributed]'; RAY_ADDRESS selects a cluster)")
+    p.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
+                   help="run independent fits in N local worker processes side by side (cores // N torch threads "
+                   "each; auto: one per core); rows are still written by this process (default: 1, in-process)")
     p.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
                    help="import a file or module that registers models (@register_model) before the names "
                    "are read; repeatable, also with 'list'; GENBENCH_PLUGINS=a.py,pkg.mod does the same "
@@ -146,7 +174,7 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         meta = {"preset": preset, "command": " ".join(shlex.quote(a) for a in [PROG, *argv]),
                 "plugins": loaded_plugins()}
         runner = Runner(config, run_id=time.strftime("%Y%m%d-%H%M%S") + f"-{preset}", meta=meta,
-                        executor=args.executor)
+                        executor=_executor(args))
     runner.prepare()  # data and variants: bad input fails here, before anything is written
     if args.resume:
         runner.finished_cells()  # rows of another config: refused here, before the header
@@ -217,7 +245,7 @@ def _resume(args: argparse.Namespace):
         for text in args.overrides:
             config_lib.set_path(tree, *config_lib.parse_override(text))
         given = config_lib.build_run_config(tree)
-    return Runner.resume(args.resume, config=given, executor=args.executor)
+    return Runner.resume(args.resume, config=given, executor=_executor(args))
 
 
 def cmd_list(argv: Sequence[str]) -> int:

@@ -2,6 +2,8 @@
 
 - :class:`LocalExecutor` (``--executor local``, the default): every cell in this process, in the
   runner's order, one fitted model shared by all the cells that can use it.
+- :class:`ProcessExecutor` (``--workers N``): each fit group in one of N local worker processes, cores // N
+  torch threads each; rows appended by the driver as groups finish.
 - :class:`RayExecutor` (``--executor ray``, optional extra ``pip install 'genbench[distributed]'``):
   each *fit group* (the cells that share one fitted model: every clean-train cell of a
   (model, latent dim, seed), or the cells of one learn-from-corrupted variant) becomes one Ray task,
@@ -45,6 +47,46 @@ class LocalExecutor:
 
     def run(self, job: Job) -> Iterator[CellResult]:
         yield from job.run_local(job.cells)
+
+
+@register_executor("processes")
+class ProcessExecutor:
+    """Runs each fit group in one of ``workers`` local worker processes (``--workers N``), ``threads`` torch
+    threads each (default: cores // workers, at least 1), so independent fits run side by side; the driver
+    appends the rows as groups finish (one writer), resume and failure isolation are the local executor's.
+    Every number is seeded from the cell's identity, so the table equals a serial run's at the same thread
+    count (tests/test_workers.py). A worker that dies fails the groups it was running (``status=failed``; a
+    ``--resume`` runs them again)."""
+
+    name = "processes"
+
+    def __init__(self, workers: int | None = None, threads: int | None = None) -> None:
+        cores = os.cpu_count() or 1
+        self.workers = max(1, int(workers or cores))
+        self.threads = max(1, int(threads or cores // self.workers))
+
+    def run(self, job: Job) -> Iterator[CellResult]:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        from genbench.worker import init_worker
+
+        context = multiprocessing.get_context("spawn")  # no forked torch state (threads, CUDA) in the workers
+        with ProcessPoolExecutor(max_workers=min(self.workers, max(1, len(job.groups))), mp_context=context,
+                                 initializer=init_worker, initargs=(self.threads,)) as pool:
+            pending = {pool.submit(job.run_remote, list(group)): group for group in job.groups}
+            try:
+                for future in as_completed(pending):
+                    group = pending[future]
+                    try:
+                        results = future.result()
+                    except Exception as err:  # noqa: BLE001 -- a lost worker fails its group, the sweep goes on
+                        message = f"worker process failed: {error_text(err)}"
+                        results = [job.failed(cell, message) for cell in group]
+                    yield from results
+            finally:
+                for future in pending:  # Ctrl-C or an error in the driver: nothing new starts
+                    future.cancel()
 
 
 @register_executor("ray")

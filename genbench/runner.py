@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from genbench import plots
-from genbench.config import ConfigError, RunConfig, build_run_config, resolve_device
+from genbench.config import ConfigError, RunConfig, resolve_device
 from genbench.data import load_data
 from genbench.errors import error_text
 from genbench.model import DivergenceError, LatentModel, hashed_config
@@ -47,13 +47,14 @@ from genbench.operators import Identity, Observations, Operator
 from genbench.planning import (DRY_RUN_EVAL, SPLIT_STREAMS, Cell, CellResult, Job, cell_model_config, derive_seed,
                                effective_data_config, fit_groups, fit_key, plan_cells, shared_fit_warnings)
 from genbench.progress import Progress
-from genbench.registry import EXECUTORS, ModelSpec, RegistryError, get_model, get_task, load_plugins, loaded_plugins
+from genbench.registry import EXECUTORS, ModelSpec, RegistryError, get_model, get_task, loaded_plugins
 from genbench.results import (STATUS_FAILED, STATUS_OK, STATUS_UNSUPPORTED, ResultRow, ResultsWriter, config_hash,
                               versions_string)
 from genbench.rundir import RunFolder, check_out_dir, saved_run
 from genbench.runlock import RunLock
 from genbench.task import DataView, EvalContext, SplitResult, Task, Variant
 from genbench.timelimit import CellTimeout, time_limit
+from genbench.worker import run_group_in_worker
 
 Log = Callable[[str], None]
 __all__ = ["Runner", "RunSummary", "Cell", "derive_seed", "SPLIT_STREAMS", "resolve_device", "error_text"]
@@ -88,11 +89,11 @@ class Runner:
     """Runs every cell of a config; see the module docstring for the order and the guarantees."""
 
     def __init__(self, config: RunConfig, *, run_id: str | None = None, log: Log = _stderr,
-                 meta: dict[str, Any] | None = None, executor: str = "local",
+                 meta: dict[str, Any] | None = None, executor: Any = "local",
                  folder: RunFolder | None = None) -> None:
         self.config = config
-        try:
-            self.executor = EXECUTORS.get(executor)()  # genbench.executors: they get a Job, never the runner
+        try:  # a registered name or an executor object (genbench.executors: they get a Job, never the runner)
+            self.executor = EXECUTORS.get(executor)() if isinstance(executor, str) else executor
         except RegistryError as err:
             raise ConfigError(str(err)) from None
         self.device = resolve_device(config.device)
@@ -438,12 +439,3 @@ class Runner:
                           message=message)
                 for split in splits for m in task.metrics_for(split)]
 
-
-def run_group_in_worker(payload: dict[str, Any], cells: list[Cell]) -> list[CellResult]:
-    """Inside a worker process (Ray): rebuild the runner from the payload and run one fit group.
-    A module-level function, so an executor receives it (pickled by reference), never a Runner."""
-    load_plugins(payload.get("plugins", ()))
-    runner = Runner(build_run_config(payload["config"]), run_id=payload["run_id"], log=lambda _: None,
-                    meta=payload["meta"], folder=RunFolder(payload["run_dir"]))
-    runner.prepare()
-    return list(runner.run_cells(cells))
