@@ -187,7 +187,7 @@ class RunFolder:
 
     def save_checkpoint(self, model: LatentModel, seconds: float, key: tuple) -> None:
         """The fit, through :meth:`LatentModel.save`, with its fit time."""
-        model.save(self.checkpoint_path(key), fit_seconds=seconds)
+        model.save(self.checkpoint_path(key), fit_seconds=seconds, model=key[0])  # genbench.load_model reads it
 
     def load_checkpoint(self, spec: ModelSpec, key: tuple, device: torch.device, log: Log,
                         config: Any = None) -> tuple[LatentModel, float] | None:
