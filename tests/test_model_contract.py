@@ -1,11 +1,6 @@
-"""The contract every registered model passes (STYLE.md 7): parametrised over the registries of
-models and operators, so a new model or operator, built-in or plug-in, gets these checks for free
-(each registered operator's ``example`` builds the instance the digits are observed through).
-
-Fast checks use the model's ``dry_run_overrides`` (one step); the learning check uses its
-``tiny_overrides`` (seconds on 200 8x8 digits) and asks it to beat the mean image. What a model
-is asked is what its ``capabilities`` declare: the operators it supports, whether it has a latent
-code (``infer``, ``decode``, a ``latent_dim``) and whether it samples."""
+"""The contract every registered model passes (STYLE.md 7): :mod:`genbench.testing`'s checks, shipped with
+the package, parametrised here over the registry of models, so a new model, built-in or plug-in, gets them
+for free; plus the registry's own checks."""
 
 from __future__ import annotations
 
@@ -14,46 +9,13 @@ import dataclasses
 import pytest
 import torch
 
-from genbench.metrics import score
-from genbench.model import (BaseConfig, Capabilities, LatentModel, MissingCapabilityError, NotFittedError,
-                            UnsupportedOperatorError)
-from genbench.operators import Identity, PixelMask, RandomProjection
-from genbench.registry import RegistryError, available_models, available_operators, get_model, register_model
+from genbench.model import Capabilities, LatentModel
+from genbench.operators import Identity
+from genbench.registry import RegistryError, available_models, get_model, register_model
+from genbench.testing import CHECKS, SHAPE, Skip, build, check_model, make_operator, operators, run_check
 
 MODELS = sorted(available_models())
-SHAPE = (1, 8, 8)
-#: the registered operators, identity first (the first supported one is the fast checks' operator)
-OPERATORS = sorted(available_operators(), key=lambda name: (name != "identity", name))
-LATENT = 4
-
-
-def _make_operator(op_name: str):
-    """The registered operator's example instance for 8x8 images (seed 1)."""
-    return available_operators()[op_name].example(SHAPE, 1)
-
-
-def _build(name: str, tiny: bool = False) -> LatentModel:
-    spec = get_model(name)
-    latent = {"latent_dim": LATENT} if spec.cls.capabilities.latent_code else {}
-    return spec.build(**latent, **(spec.cls.tiny_overrides if tiny else spec.cls.dry_run_overrides))
-
-
-def _supports(name: str, op) -> bool:
-    return isinstance(op, get_model(name).cls.capabilities.operators)
-
-
-def _first_supported(name: str):
-    """The first registered operator the model supports (identity for every latent model)."""
-    return next(op for op in map(_make_operator, OPERATORS) if _supports(name, op))
-
-
-def _is_reference(name: str) -> bool:
-    return not get_model(name).cls.capabilities.latent_code
-
-
-def _observe(op, x: torch.Tensor, stream: int):
-    op.reset(stream)
-    return op.observe(x)
+OPERATORS = operators()
 
 
 def test_builtin_models_are_registered():
@@ -64,154 +26,24 @@ def test_builtin_models_are_registered():
 def test_every_operator_is_registered_with_an_example():
     assert {"identity", "pixel-mask", "block-mask", "projection"} <= set(OPERATORS)
     for op_name in OPERATORS:
-        op = _make_operator(op_name)
+        op = make_operator(op_name)
         assert op.name == op_name and op.observe(torch.zeros(2, *SHAPE)).image_shape == SHAPE
 
 
+@pytest.mark.parametrize("check", list(CHECKS))
 @pytest.mark.parametrize("name", MODELS)
-def test_capabilities_are_declared_and_consistent(name):
-    cls = get_model(name).cls
-    caps = cls.capabilities
-    assert isinstance(caps, Capabilities) and caps.operators
-    assert all(isinstance(c, type) for c in caps.operators)
-    fields = {f.name for f in dataclasses.fields(cls.Config)}
-    assert ("latent_dim" in fields) == caps.latent_code  # no number stands for "no latent code"
-    assert _build(name).deterministic_inference in (True, False)
+def test_contract(name, check, tiny):
+    """genbench.testing's checks (shipped with the package, so a plug-in author runs the same ones)."""
+    try:
+        run_check(name, check, tiny)
+    except Skip as skip:
+        pytest.skip(str(skip))
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_config_is_frozen_and_constructor_only_stores_it(name):
-    model = _build(name)
-    assert dataclasses.is_dataclass(model.config) and isinstance(model.config, BaseConfig)
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        model.config.latent_dim = 3
-    assert not model.is_fitted
-    assert not [k for k in vars(model) if k.endswith("_")]  # fitted state only after fit
-    with pytest.raises(ValueError, match="latent_dim"):  # reference methods take no latent dim
-        get_model(name).make_config(latent_dim=3 if _is_reference(name) else 0)
-
-
-@pytest.mark.parametrize("op_name", OPERATORS)
-@pytest.mark.parametrize("name", MODELS)
-def test_fit_infer_reconstruct_sample_shapes_and_range(name, op_name, tiny):
-    op = _make_operator(op_name)
-    if not _supports(name, op):
-        with pytest.raises(UnsupportedOperatorError, match=type(op).__name__):
-            _build(name).fit(_observe(op, tiny.train, 1))
-        return
-    model = _build(name)
-    assert model.fit(_observe(op, tiny.train, 1)) is model
-    test = _observe(op, tiny.test, 2)
-    if _is_reference(name):  # no latent code (and here no samples): only the recovery
-        x_hat = model.reconstruct(test)
-        assert x_hat.shape == tiny.test.shape and x_hat.min() >= -1 and x_hat.max() <= 1
-        calls = [("latent_code", lambda: model.infer(test))]
-        calls += [] if model.capabilities.samples else [("samples", lambda: model.sample(2))]
-        for capability, call in calls:  # a clear error naming the capability the caller should check
-            with pytest.raises(MissingCapabilityError, match=f"capabilities.{capability} is False"):
-                call()
-        return
-    z = model.infer(test)
-    assert z.shape == (len(tiny.test), LATENT) and torch.isfinite(z).all()
-    x_hat = model.reconstruct(test)
-    assert x_hat.shape == tiny.test.shape and x_hat.dtype == torch.float32
-    assert x_hat.min() >= -1 and x_hat.max() <= 1
-    samples = model.sample(5)
-    assert samples.shape == (5, *SHAPE) and samples.min() >= -1 and samples.max() <= 1
-    assert model.infer_steps >= 0
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_unfitted_and_bad_input_errors(name, tiny):
-    model = _build(name)
-    op = _first_supported(name)
-    with pytest.raises(NotFittedError, match="fit"):
-        model.reconstruct(op.observe(tiny.test))
-    with pytest.raises(TypeError, match="Observations"):
-        model.fit(tiny.train)
-    model.fit(op.observe(tiny.train))
-    other = PixelMask(p=0.5, seed=1) if isinstance(op, RandomProjection) else op
-    if isinstance(op, RandomProjection):
-        other = RandomProjection(k=32, image_shape=(1, 16, 16), seed=1)
-    with pytest.raises(ValueError, match="fitted on images|built for images"):
-        model.reconstruct(other.observe(torch.zeros(2, 1, 16, 16)))
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_same_seed_same_numbers(name, tiny):
-    outputs = []
-    op = _first_supported(name)
-    for _ in range(2):
-        torch.manual_seed(7)
-        model = _build(name).fit(_observe(op, tiny.train, 1))
-        torch.manual_seed(8)
-        outputs.append(model.reconstruct(_observe(op, tiny.test, 2)))
-    assert torch.equal(outputs[0], outputs[1])
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_inference_independent_of_batch_size_where_deterministic(name, tiny):
-    op = _first_supported(name)
-    model = _build(name).fit(_observe(op, tiny.train, 1))
-    if not model.deterministic_inference:
-        pytest.skip(f"{name} draws random numbers at inference (noise or random restarts)")
-    test_op = op if isinstance(op, RandomProjection) else PixelMask(p=0.5, seed=0)
-    obs = test_op.observe(tiny.test)
-    whole = model.reconstruct(obs)
-    pieces = torch.cat([model.reconstruct(obs[i:i + 7]) for i in range(0, len(obs), 7)])
-    assert torch.allclose(whole, pieces, atol=1e-5)
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_save_load_round_trip(name, tiny, tmp_path):
-    op = _first_supported(name)
-    model = _build(name).fit(_observe(op, tiny.train, 1))
-    path = tmp_path / f"{name}.pt"
-    model.save(path)
-    loaded = type(model).load(path)
-    assert loaded.config == model.config
-    obs = _observe(op, tiny.test, 2)
-    torch.manual_seed(3)
-    before = model.reconstruct(obs)
-    torch.manual_seed(3)
-    after = loaded.reconstruct(obs)
-    assert torch.allclose(before, after, atol=1e-6)
-
-
-@pytest.mark.parametrize("op_name", ["identity", "pixel-mask"])
-@pytest.mark.parametrize("name", MODELS)
-def test_learns_better_than_the_mean_image(name, op_name, tiny):
-    _check_beats_mean(name, op_name, tiny)
-
-
-@pytest.mark.parametrize("name", [m for m in MODELS if _is_reference(m)])
-def test_reference_methods_beat_the_mean_image_on_every_operator_they_support(name, tiny):
-    ops = [n for n in OPERATORS if _supports(name, _make_operator(n))]
-    assert ops, f"{name} supports no operator"
-    for op_name in ops:  # they learn nothing: the weaker bar is 10% better than the naive inverse
-        _check_beats_mean(name, op_name, tiny, naive_factor=0.9)
-
-
-def _check_beats_mean(name: str, op_name: str, tiny, naive_factor: float = 0.8) -> None:
-    """Trained on tiny data, the model recovers test images better than the training mean does
-    (scored on the occluded pixels for masks)."""
-    op = _make_operator(op_name)
-    if not _supports(name, op):
-        pytest.skip(f"{name} does not support {op_name}")
-    if get_model(name).cls.capabilities.floor:
-        pytest.skip(f"{name} is a trivial floor: it is what the others must beat (tests/test_floors.py)")
-    model = _build(name, tiny=True).fit(_observe(op, tiny.train, 1))
-    test = _observe(op, tiny.test, 2)
-    scored = test.occluded()
-    ours = score(tiny.test, model.reconstruct(test), scored)["mae"]
-    limit = get_model(name).cls.tiny_limits.get(op_name)
-    if limit:  # a declared, documented limit: check the weaker claim
-        naive = score(tiny.test, test.naive_inverse(), scored)["mae"]
-        assert ours < naive_factor * naive, f"{name} mae {ours:.4f} vs naive inverse {naive:.4f} ({limit})"
-        return
-    mean = tiny.train.mean(0, keepdim=True).expand_as(tiny.test)
-    baseline = score(tiny.test, mean, scored)["mae"]
-    assert ours < 0.95 * baseline, f"{name} mae {ours:.4f} vs mean image {baseline:.4f}"
+def test_check_model_reports_every_check():
+    report = check_model("pca")
+    assert set(report) == set(CHECKS) and report["capabilities"] == "ok"
+    assert check_model("zero")["beats_mean_image"].startswith("skipped: zero is a trivial floor")
 
 
 # -------------------------------------------------------------------------------- the registry
@@ -263,8 +95,35 @@ def test_shared_fits_are_checked_at_registration():
 
 
 def test_with_config_only_changes_inference_fields(tiny):
-    model = _build("vae").fit(Identity().observe(tiny.train))
+    model = build("vae").fit(Identity().observe(tiny.train))
     refined = model.with_config(dataclasses.replace(model.config, infer_steps=5))
     assert refined.generator_ is model.generator_ and refined.infer_steps == 5 and model.infer_steps == 0
     with pytest.raises(ValueError, match="change the fit"):
         model.with_config(dataclasses.replace(model.config, n_epochs=2))
+
+
+def test_the_shipped_checks_catch_a_broken_model():
+    class Loud(_Ok):
+        """Decodes far outside [-1, 1] and forgets to say it is fitted: the contract must say so."""
+
+        def fit(self, obs):
+            self._set_fitted(obs)
+            return self
+
+        def infer(self, obs):
+            return torch.zeros(len(obs), self.config.latent_dim)
+
+        def decode(self, z):
+            return torch.full((len(z), *SHAPE), 5.0)
+
+        def reconstruct(self, obs):
+            return self.decode(self.infer(obs))
+
+    import genbench.registry as registry
+    register_model("test-loud")(Loud)
+    try:
+        with pytest.raises(AssertionError, match="outside"):
+            run_check("test-loud", "shapes_and_range")
+        assert run_check("test-loud", "capabilities") is None
+    finally:
+        registry._MODELS.pop("test-loud", None)
