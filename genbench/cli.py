@@ -39,7 +39,7 @@ from genbench.dataconfig import DataError
 from genbench.registry import RegistryError, load_plugins, loaded_plugins, plugins_from_env
 
 PROG = "run_benchmarks.py"
-EXECUTORS_BUILTIN = ("local", "ray")  # genbench.executors registers these (checked in tests/test_cli_start.py)
+EXECUTORS_BUILTIN = ("local", "processes", "ray")  # genbench.executors registers these (checked in tests/test_cli_start.py)
 COMMANDS = ("run", "list", "report")
 
 
@@ -77,14 +77,14 @@ def _workers(text: str) -> int:
 
 def _executor(args: argparse.Namespace) -> object:
     """The executor of ``--executor`` and ``--workers``: a name, or a process pool when workers != 1."""
-    if args.workers == 1:
+    if args.workers == 1 and args.executor != "processes":
         return args.executor
-    if args.executor != "local":
+    if args.executor == "ray":
         raise config_lib.ConfigError(f"--workers runs local worker processes; it cannot be combined with "
                                      f"--executor {args.executor}")
     from genbench.executors import ProcessExecutor
 
-    return ProcessExecutor(args.workers or None)
+    return ProcessExecutor(args.workers if args.workers > 1 else None)  # --executor processes: one per core
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "failed and unfinished cells (config options, if given, must match its config.json; --device and "
                    "--executor may change; --out is not used)")
     p.add_argument("--executor", choices=tuple(EXECUTORS_BUILTIN), default="local",
-                   help="local (default): cells in this process; ray: one Ray task per fitted model "
+                   help="local (default): cells in this process; processes: fit groups in local worker processes (see "
+                   "--workers); ray: one Ray task per fitted model "
                    "(pip install 'genbench[distributed]'; RAY_ADDRESS selects a cluster)")
     p.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
                    help="run independent fits in N local worker processes side by side (cores // N torch threads "

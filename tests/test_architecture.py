@@ -92,7 +92,7 @@ def test_a_metric_direction_and_format_come_from_the_registry(tmp_path, extensio
     register_metric(Metric("test-score", "a higher-is-better score", higher_is_better=True, decimals=1,
                            compute=lambda r, region: 1.0 - _max_abs(r, region), tasks=("reconstruction",)))
     try:
-        run_dir, df = _run(tmp_path, "--models", "my__ae,pca", "--tasks", "reconstruction", "--dry-run")
+        run_dir, df = _run(tmp_path, "--models", "my__ae,pca", "--tasks", "reconstruction", "--latent-dims", "2")
     finally:
         METRICS.remove("test-score")
     summary = (run_dir / "summary.md").read_text()
