@@ -215,6 +215,9 @@ class Metric:
     summary: bool = True
     compute: Callable[[Recovery, str], float] | None = None
     tasks: tuple[str, ...] = ()
+    #: the report ranks ("best") this metric on the out-of-domain ``negative`` split too: True for a metric
+    #: *of* out-of-domain detection (ood_auroc); an error or a likelihood there is not better when lower
+    ranks_negative: bool = False
 
     @property
     def direction(self) -> str:
@@ -233,6 +236,14 @@ class Metric:
         if self.decimals is not None:
             return f"{value:.{self.decimals}f}"
         return f"{value:#.4g}"  # '#' keeps trailing zeros: 0.4000, not 0.4
+
+    def format_pair(self, mean: float, std: float) -> str:
+        """``mean ± std`` with the std at the mean's decimals (``0.02251 ± 0.00007``, never ``± 7.189e-05``)."""
+        text = self.format(mean)
+        if self.decimals is None and math.isfinite(mean) and mean != 0 and "e" not in text:
+            decimals = max(0, 3 - math.floor(math.log10(abs(mean))))  # the 4 significant digits of the mean
+            return f"{text} ± {std:.{decimals}f}" if math.isfinite(std) else f"{text} ± nan"
+        return f"{text} ± {self.format(std)}"
 
     def score(self, recovery: Recovery) -> float:
         """This metric of one recovery, over the region it names."""

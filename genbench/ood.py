@@ -40,6 +40,6 @@ def ood_scores(in_domain: Tensor, out_of_domain: Tensor) -> dict[str, float]:
 
 register_metric(Metric(OOD_AUROC, "AUROC of negative vs test images by the model's per-image score (1 = perfect, "
                        "0.5 = chance)", higher_is_better=True, unit="1 = perfect, 0.5 = chance", decimals=3,
-                       needs="model"))
+                       needs="model", ranks_negative=True))
 register_metric(Metric(OOD_AUPR, "average precision of negative vs test images by the model's per-image score",
-                       higher_is_better=True, unit="1 = perfect", decimals=3, needs="model"))
+                       higher_is_better=True, unit="1 = perfect", decimals=3, needs="model", ranks_negative=True))

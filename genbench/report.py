@@ -7,6 +7,7 @@ kept images that :func:`genbench.plots.write_grids` turns into grids. ``write_re
       summary.md                               markdown pivots: per task and metric, models x columns
       tables/aggregated.csv                    long format, one row per aggregated cell (below)
       tables/<dataset>__<task>__<metric>.csv   wide pivot of one task and metric (below)
+      tables/<dataset>__<task>__<metric>.tex   the same as a LaTeX booktabs tabular
       plots/<dataset>__<task>__<metric>__bars.{png,pdf}         every column, one bar per model
       plots/<dataset>__<task>__<metric>__sweep.{png,pdf}        the metric vs the variants' level (any task)
       plots/<dataset>__<task>__<metric>__latent-dim.{png,pdf}   the metric vs latent dim
@@ -15,7 +16,7 @@ kept images that :func:`genbench.plots.write_grids` turns into grids. ``write_re
 Tables (every metric with ``ok`` rows; failed and unsupported rows are listed in ``summary.md`` only):
 
 - ``aggregated.csv`` (:func:`genbench.summary.aggregate`): columns ``dataset, task, metric, model, latent_dim,
-  variant, level_name, level, level_unit, protocol, split, mean, std, count, seeds, best``: mean and sample std (ddof=1; empty for one value) over seeds, ``count`` values averaged,
+  variant, level_name, level, level_unit, protocol, split, mean, std, count, seeds, best, beats_floor``: mean and sample std (ddof=1; empty for one value) over seeds, ``count`` values averaged,
   ``seeds`` space-separated, ``best`` True for the best mean of its (dataset, task, metric, variant, protocol,
   split) column by the registered metric's direction (ties all True), the cells ``summary.md`` puts in bold.
 - ``<dataset>__<task>__<metric>.csv``: columns ``model, latent_dim``, then per (variant, protocol, split) column
@@ -63,7 +64,7 @@ from genbench.fsutil import write_text
 from genbench.figures import model_colors, write_plots
 from genbench.results import CONFIG_HASH, DATASET, LATENT_DIM, METRIC, MODEL, PROTOCOL, RUN_ID, SEED, SPLIT, STATUS, STATUS_OK, VALUE, VARIANT, TASK, read_results
 from genbench.replicates import NotReplicates, check_replicates, dry_runs
-from genbench.summary import CELL_KEYS, aggregate, groups, keys, row_label, summary_markdown
+from genbench.summary import CELL_KEYS, aggregate, groups, keys, metric_info, row_label, summary_markdown
 
 _SOURCE = "_source"  # which run folder a row came from (overlap check only)
 
@@ -199,13 +200,51 @@ def wide_table(agg: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_tables(agg: pd.DataFrame, folder: Path) -> list[Path]:
-    """``aggregated.csv`` and one wide CSV per (dataset, task, metric); returns the paths."""
+    """``aggregated.csv``, and per (dataset, task, metric) one wide CSV and one LaTeX table; returns the paths."""
     written = [write_text(folder / "aggregated.csv", agg.to_csv(index=False, lineterminator="\n"))]
     slugs = dataset_slugs(agg)
     for (dataset, task, metric), rows in groups(agg, [DATASET, TASK, METRIC]):
-        name = f"{slugs[dataset]}__{slug(task)}__{slug(metric)}.csv"
-        written.append(write_text(folder / name, wide_table(rows).to_csv(index=False, lineterminator="\n")))
+        name = f"{slugs[dataset]}__{slug(task)}__{slug(metric)}"
+        written.append(write_text(folder / f"{name}.csv", wide_table(rows).to_csv(index=False, lineterminator="\n")))
+        written.append(write_text(folder / f"{name}.tex", latex_table(rows)))
     return written
+
+
+_TEX = str.maketrans({c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                                                          "\\": r"\textbackslash{}"})
+
+
+def latex_table(agg: pd.DataFrame) -> str:
+    """One (dataset, task, metric) slice of :func:`aggregate` as a booktabs ``tabular`` (``\\usepackage{booktabs}``):
+    rows "model (d=..)", one column per (variant, protocol, split), cells ``$mean \\pm std$`` as ``summary.md``
+    shows them (best in bold, a dagger where a value does not beat the best floor), ``n`` seeds in the caption
+    line above. Paste it inside a ``table`` environment."""
+    info = metric_info(str(agg[METRIC].iloc[0]))
+    col_keys = keys(agg, [VARIANT, PROTOCOL, SPLIT])
+    cell = {(r[MODEL], _none(r[LATENT_DIM]), r[VARIANT], r[PROTOCOL], r[SPLIT]): r for r in agg.to_dict("records")}
+    counts = sorted({int(c) for c in agg["count"]})
+    lines = [f"% {agg[DATASET].iloc[0]}: {agg[TASK].iloc[0]}, {info.label} ({info.direction} is better); "
+             f"mean $\\pm$ std over n = {'/'.join(map(str, counts))} seed(s)",
+             "\\begin{tabular}{l" + "r" * len(col_keys) + "}", "\\toprule",
+             " & ".join(["model"] + [" / ".join(str(p) for p in ck).translate(_TEX) for ck in col_keys]) + " \\\\",
+             "\\midrule"]
+    for model, d in keys(agg, [MODEL, LATENT_DIM]):
+        cells = [row_label(model, d).translate(_TEX)]
+        for ck in col_keys:
+            r = cell.get((model, d, *ck))
+            if r is None:
+                cells.append("--")
+                continue
+            text = info.format_pair(r["mean"], r["std"]) if r["count"] >= 2 else info.format(r["mean"])
+            text = text.replace("±", "\\pm")
+            text = f"\\mathbf{{{text}}}" if r["best"] else text
+            dagger = "^{\\dagger}" if r.get("beats_floor") is False else ""
+            cells.append(f"${text}{dagger}$")
+        lines.append(" & ".join(cells) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    if (agg["beats_floor"] == False).any():  # noqa: E712 -- a nullable boolean column
+        lines.append("% $^\\dagger$ not better than the best trivial floor of its column (baselines/floors.py)")
+    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------------------------ markdown

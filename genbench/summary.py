@@ -87,7 +87,10 @@ def aggregate(df: pd.DataFrame, metrics: Sequence[str] | None = None, *, rank: b
             stats[DATASET], stats[TASK], stats[METRIC] = dataset, task, metric
             column = stats.groupby([VARIANT, PROTOCOL, SPLIT], sort=False, dropna=False)["mean"]
             best = column.transform("max" if metric_info(metric).higher_is_better else "min")
-            stats["best"] = (stats["mean"] == best) & rank  # rank=False (a dry run): nothing is best
+            # rank=False (a dry run): nothing is best; nor is anything on the out-of-domain split, unless the metric
+            # is one of out-of-domain detection (a lower error on faces is not "better" for a digit model)
+            ranked = (stats[SPLIT] != "negative") | metric_info(metric).ranks_negative
+            stats["best"] = (stats["mean"] == best) & ranked & rank
             stats["beats_floor"] = _beats_floor(stats, metric_info(metric).higher_is_better)
             parts.append(stats[list(AGG_COLUMNS)])
     if not parts:
@@ -164,9 +167,7 @@ def metric_table(agg: pd.DataFrame) -> str:
             if r is None:
                 cells.append("—")
                 continue
-            text = info.format(r["mean"])
-            if r["count"] >= 2:
-                text += f" ± {info.format(r['std'])}"
+            text = info.format_pair(r["mean"], r["std"]) if r["count"] >= 2 else info.format(r["mean"])
             text = f"**{text}**" if r["best"] else text
             if r.get("beats_floor") is False:
                 text += f" {FLOOR_MARK}"

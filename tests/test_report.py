@@ -119,7 +119,7 @@ def test_tables_hold_the_hand_computed_mean_and_std(report):
     refs = {m for m, d in wide.index if _dim(d) is None}
     assert refs == {"biharmonic"}  # lasso-dct runs on projections only
     assert {p.name for p in (run / "tables").iterdir()} == {"aggregated.csv"} | {
-        f"digits__{t}__{m}.csv" for t in TASKS for m in ("mae", "psnr")}
+        f"digits__{t}__{m}.{ext}" for t in TASKS for m in ("mae", "psnr") for ext in ("csv", "tex")}
 
 
 def test_best_per_column_is_marked(report):
@@ -215,7 +215,7 @@ def test_two_datasets_in_one_report(tmp_path):
     b = _write_run(tmp_path / "b", _rows("mnist5k", "rb", seeds=(0,), models={"abp": (4,)}))
     out = write_report([a, b])
     assert out.parent == tmp_path and out.name.startswith("report-")
-    tables = {p.name for p in (out / "tables").iterdir()}
+    tables = {p.name for p in (out / "tables").iterdir() if p.suffix == ".csv"}
     assert tables == {"aggregated.csv", "digits__inpainting__mae.csv", "digits__inpainting__psnr.csv"} | {
         f"mnist5k__{t}__{m}.csv" for t in TASKS for m in ("mae", "psnr")}
     summary = (out / "summary.md").read_text()
@@ -292,3 +292,39 @@ def test_cli_report_of_one_run_writes_into_the_run_folder(tmp_path, capsys):
     assert (run / "summary.md").exists() and (run / "tables" / "aggregated.csv").exists()
     assert (run / "plots" / "digits__inpainting__mae__bars.pdf").exists()
     assert main(["report"]) == 2
+
+
+# --------------------------------------------------------------- paper-ready tables: LaTeX, digits, ranking
+def test_mean_and_std_share_their_decimals():
+    from genbench.metrics import Metric
+
+    m = Metric("err", "an error")
+    assert m.format_pair(0.02251, 7.189e-05) == "0.02251 ± 0.00007"
+    assert m.format_pair(12.3456, 0.5) == "12.35 ± 0.50"
+    assert Metric("db", "psnr", decimals=2).format_pair(20.123, 0.004) == "20.12 ± 0.00"
+
+
+def test_the_negative_split_is_not_ranked_unless_the_metric_is_of_ood_detection():
+    rows = [dataclasses.replace(r, split=s) for r in _rows(tasks=("reconstruction",), seeds=(0,))
+            for s in ("test", "negative") if r.split == "test"]
+    rows += [dataclasses.replace(r, metric="ood_auroc", value=0.5 + 0.1 * i) for i, r in enumerate(rows)
+             if r.split == "negative" and r.metric == "mae"]
+    agg = aggregate(pd.DataFrame([r.as_dict() for r in rows]))
+    assert not agg[(agg.split == "negative") & (agg.metric == "mae")]["best"].any()
+    assert agg[(agg.split == "test") & (agg.metric == "mae")]["best"].sum() == 1
+    assert agg[(agg.split == "negative") & (agg.metric == "ood_auroc")]["best"].sum() == 1
+
+
+def test_a_latex_table_beside_every_wide_csv(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    ResultsWriter(run_dir / "results.csv").append(_rows())
+    write_report([run_dir])
+    tex = (run_dir / "tables" / "digits__inpainting__mae.tex").read_text()
+    assert tex.startswith("% digits: inpainting, mae") and "n = 1/2 seed(s)" in tex.splitlines()[0]  # one cell failed a seed
+    assert "\\begin{tabular}{l" in tex and "\\toprule" in tex and tex.rstrip().endswith("\\end{tabular}")
+    body = [line for line in tex.splitlines() if line.startswith("abp (d=4)")]
+    assert body and "\\pm" in body[0] and body[0].count("&") == tex.splitlines()[3].count("&")
+    assert "\\mathbf{" in tex
+    csvs = {p.stem for p in (run_dir / "tables").glob("*__*.csv")}
+    assert csvs == {p.stem for p in (run_dir / "tables").glob("*.tex")}
