@@ -280,7 +280,8 @@ def cmd_report(argv: Sequence[str]) -> int:
     if not args.run_dirs:
         raise ConfigError("'report' needs one or more run folders: report RUN_DIR [RUN_DIR ...] [--out DIR]")
     try:
-        out = write_report([Path(d) for d in args.run_dirs], args.out and Path(args.out))
+        out = write_report([Path(d) for d in args.run_dirs], args.out and Path(args.out),
+                           log=lambda line: print(f"{PROG}: {line}", file=sys.stderr))
     except ReportInputError as err:
         raise ConfigError(str(err)) from None
     print((out / "summary.md").read_text(encoding="utf-8"))

@@ -15,7 +15,7 @@ And per dataset, for each trade-off of :data:`TRADEOFFS` whose two cells are pre
 std over seeds (e.g. held-out recovery error against FID: "this one samples better, that one recovers better").
 
 Each model has one colour in every plot of a report (:func:`model_colors`); latent dims differ by line style
-and marker (bars: hatching). A plot whose data are absent is skipped and the reason logged.
+and marker (bars: hatching). A plot whose data are absent is skipped; the reason goes to the log and to ``summary.md``.
 """
 
 from __future__ import annotations
@@ -76,15 +76,16 @@ def model_colors(models: Iterable[str]) -> dict[str, tuple[float, float, float, 
 
 
 def report_figures(agg: pd.DataFrame, metrics: Sequence[str] | None = None,
-                   colors: dict[str, tuple] | None = None) -> Iterator[tuple[str, Figure]]:
+                   colors: dict[str, tuple] | None = None,
+                   skipped: list[str] | None = None) -> Iterator[tuple[str, Figure]]:
     """``(file stem, figure)`` of every plot of the report, drawn from :func:`~genbench.summary.aggregate`'s
-    table; ``metrics`` defaults to :func:`plot_metrics`."""
+    table; ``metrics`` defaults to :func:`plot_metrics`; ``skipped`` collects why a plot was not drawn."""
     from genbench.report import dataset_slugs, slug
 
     metrics = plot_metrics() if metrics is None else list(metrics)
     colors = model_colors(agg[MODEL]) if colors is None else colors
     dims = sorted({int(d) for d in agg[LATENT_DIM] if has_latent_code(d)})
-    style = _Style(colors, {d: i for i, d in enumerate(dims)})
+    style = _Style(colors, {d: i for i, d in enumerate(dims)}, skipped)
     slugs = dataset_slugs(agg)
     for (dataset, task, metric), rows in _groups(agg[agg[METRIC].isin(metrics)], [DATASET, TASK, METRIC]):
         stem = f"{slugs[dataset]}__{slug(task)}__{slug(metric)}"
@@ -107,10 +108,11 @@ def report_figures(agg: pd.DataFrame, metrics: Sequence[str] | None = None,
 
 
 def write_plots(agg: pd.DataFrame, folder: Path, metrics: Sequence[str] | None = None,
-                colors: dict[str, tuple] | None = None) -> list[Path]:
-    """Save every figure of :func:`report_figures` as PNG and PDF under ``folder``; returns the paths."""
+                colors: dict[str, tuple] | None = None, skipped: list[str] | None = None) -> list[Path]:
+    """Save every figure of :func:`report_figures` as PNG and PDF under ``folder``; returns the paths
+    (``skipped``: why the others were not drawn)."""
     written: list[Path] = []
-    for stem, fig in report_figures(agg, metrics, colors):
+    for stem, fig in report_figures(agg, metrics, colors, skipped):
         folder.mkdir(parents=True, exist_ok=True)
         for ext in ("png", "pdf"):
             path = folder / f"{stem}.{ext}"
@@ -125,8 +127,13 @@ def write_plots(agg: pd.DataFrame, folder: Path, metrics: Sequence[str] | None =
 class _Style:
     """Colour per model; line style, marker and hatch per latent dim (none: a method without a latent code)."""
 
-    def __init__(self, colors: dict[str, tuple], dims: dict[int, int]) -> None:
+    def __init__(self, colors: dict[str, tuple], dims: dict[int, int], skipped: list[str] | None = None) -> None:
         self.colors, self.dims = colors, dims
+        self.skipped = [] if skipped is None else skipped  # why a plot was not drawn, for summary.md and the log
+
+    def skip(self, why: str) -> None:
+        log.info(why)
+        self.skipped.append(why)
 
     def line(self, model: str, d: object) -> dict:
         i = self.dims.get(int(d)) if has_latent_code(d) else None
@@ -177,7 +184,7 @@ def _sweeps(rows: pd.DataFrame, style: _Style, metric: str) -> Figure | None:
             unit = next((u for u in points[LEVEL_UNIT] if u), "")
             columns.append((name[0], f"{name[0]} ({unit})" if unit else name[0], points))
         else:
-            log.info("no %s sweep for %s: fewer than two levels", name[0], _where(rows, metric))
+            style.skip(f"no {name[0]} sweep for {_where(rows, metric)}: fewer than two levels")
     if not columns:
         return None
     return _line_grid(rows, style, metric, columns)
@@ -209,7 +216,7 @@ def _latent(rows: pd.DataFrame, style: _Style, metric: str) -> Figure | None:
     """Error vs latent dim: rows of panels per (protocol, split), a column per variant; references dotted."""
     dims = sorted({int(d) for d in rows[LATENT_DIM] if has_latent_code(d)})
     if len(dims) < 2:
-        log.info("no latent-dim plot for %s: %d latent dim(s)", _where(rows, metric), len(dims))
+        style.skip(f"no latent-dim plot for {_where(rows, metric)}: {len(dims)} latent dim(s)")
         return None
     panel_rows = _keys(rows, [PROTOCOL, SPLIT])
     variants = list(pd.unique(rows[VARIANT]))
@@ -244,9 +251,12 @@ def _tradeoff(rows: pd.DataFrame, style: _Style, x: tuple, y: tuple) -> Figure |
                     & (rows[METRIC] == metric) & ((rows[VARIANT] == variant) if variant else True)]
         return mine.assign(d=mine[LATENT_DIM].map(lambda v: int(v) if has_latent_code(v) else -1))
 
-    points = cell(*x).merge(cell(*y), on=[MODEL, "d"], suffixes=("_x", "_y"))
+    xs, ys = cell(*x), cell(*y)
+    if xs.empty or ys.empty:
+        return None  # one of the two tasks did not run: no trade-off was asked for
+    points = xs.merge(ys, on=[MODEL, "d"], suffixes=("_x", "_y"))
     if points.empty:
-        log.info("no trade-off plot %s vs %s for %s: no model has both", x, y, rows[DATASET].iloc[0])
+        style.skip(f"no trade-off plot {x[0]} {x[4]} vs {y[0]} {y[4]} for {rows[DATASET].iloc[0]}: no model has both")
         return None
     fig = Figure(figsize=(7.0, 4.4), layout="constrained")
     ax = fig.subplots()

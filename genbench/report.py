@@ -55,7 +55,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -75,12 +75,14 @@ class ReportInputError(ValueError):
 
 # ------------------------------------------------------------------------------------------- entry point
 def write_report(run_dirs: Sequence[str | Path], out: str | Path | None = None, *,
-                 metrics: Sequence[str] | None = None, plot_metrics: Sequence[str] | None = None) -> Path:
+                 metrics: Sequence[str] | None = None, plot_metrics: Sequence[str] | None = None,
+                 log: Callable[[str], None] | None = None) -> Path:
     """Write the report of ``run_dirs`` into ``out`` (see the module docstring) and return ``out``.
 
     ``out`` defaults to the run folder for one run, ``report-<YYYYmmdd-HHMMSS>`` beside the first run folder
     for several. ``metrics`` are the tables of ``summary.md`` (default: the registered metrics marked
-    ``summary``); ``plot_metrics`` get plots (default: those marked ``plot``).
+    ``summary``); ``plot_metrics`` get plots (default: those marked ``plot``). ``log`` hears which plots were not
+    drawn (``summary.md`` lists them all).
     """
     if isinstance(run_dirs, (str, os.PathLike)):
         raise TypeError(f"write_report takes a sequence of run folders, e.g. [{str(run_dirs)!r}]")
@@ -95,18 +97,24 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path | None = None, 
         from genbench.runlock import RunLock
 
         with RunLock(out, "write the report into"):
-            return _write_report(dirs, out, metrics, plot_metrics)
-    return _write_report(dirs, out, metrics, plot_metrics)
+            return _write_report(dirs, out, metrics, plot_metrics, log)
+    return _write_report(dirs, out, metrics, plot_metrics, log)
 
 
 def _write_report(dirs: list[Path], out: Path, metrics: Sequence[str] | None,
-                  plot_metrics: Sequence[str] | None) -> Path:
+                  plot_metrics: Sequence[str] | None, log: Callable[[str], None] | None = None) -> Path:
     df = load_runs(dirs)
     dry = bool(dry_runs(dirs))
-    written = [write_text(out / "summary.md", report_markdown(df, metrics, dirs, out, dry_run=dry))]
     agg = aggregate(df, metrics, rank=not dry)
-    written += write_tables(agg, out / "tables")
-    written += write_plots(agg, out / "plots", plot_metrics, model_colors(df[MODEL]))
+    written = write_tables(agg, out / "tables")
+    skipped: list[str] = []
+    written += write_plots(agg, out / "plots", plot_metrics, model_colors(df[MODEL]), skipped)
+    text = report_markdown(df, metrics, dirs, out, dry_run=dry)
+    if skipped:
+        text += "\n## Plots not drawn\n\n" + "\n".join(f"- {why}" for why in skipped) + "\n"
+        if log is not None:
+            log(f"report: {len(skipped)} plot(s) not drawn (summary.md says why), e.g. {skipped[0]}")
+    written.append(write_text(out / "summary.md", text))
     _remove_stale(out, written)
     if len(dirs) == 1 and out.resolve() == dirs[0].resolve():
         from .plots import write_grids  # torch: only when there are grids to write

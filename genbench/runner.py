@@ -252,7 +252,7 @@ class Runner:
             if self.folder.results_csv.exists():
                 from genbench.report import write_report  # matplotlib: only once there is a table
 
-                self._keep(write_report, [self.run_dir])  # summary.md, tables/, plots/, grids/
+                self._keep(write_report, [self.run_dir], log=self.log)  # summary.md, tables/, plots/, grids/
         return summary
 
     def run_cells(self, cells: Sequence[Cell]) -> Iterator[CellResult]:
@@ -396,10 +396,10 @@ class Runner:
         return model, seconds, ""
 
     # -- images for the grids (genbench.plots) ---------------------------------------------------
-    def _keep(self, fn: Callable[..., None], *args: Any) -> None:
+    def _keep(self, fn: Callable[..., None], *args: Any, **kwargs: Any) -> None:
         """Keep images, checkpoints, the report; a failure here is a warning, never a failed cell."""
         try:
-            fn(*args)
+            fn(*args, **kwargs)
         except Exception as err:  # noqa: BLE001
             self.log(f"warning: {getattr(fn, '__name__', fn)} failed (the cell is not affected): {error_text(err)}")
 

@@ -328,3 +328,15 @@ def test_a_latex_table_beside_every_wide_csv(tmp_path):
     assert "\\mathbf{" in tex
     csvs = {p.stem for p in (run_dir / "tables").glob("*__*.csv")}
     assert csvs == {p.stem for p in (run_dir / "tables").glob("*.tex")}
+
+
+def test_a_plot_not_drawn_says_why_in_summary_and_in_the_log(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    ResultsWriter(run_dir / "results.csv").append(_rows(models={"abp": (4,), "pca": (4,)}, seeds=(0,)))
+    heard = []
+    write_report([run_dir], log=heard.append)
+    text = (run_dir / "summary.md").read_text()
+    assert "## Plots not drawn" in text and "no latent-dim plot for digits reconstruction mae: 1 latent dim(s)" in text
+    assert "trade-off" not in text  # neither task of the trade-off ran: nothing to say
+    assert len(heard) == 1 and "plot(s) not drawn" in heard[0]
