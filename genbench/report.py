@@ -110,6 +110,13 @@ def _write_report(dirs: list[Path], out: Path, metrics: Sequence[str] | None,
     skipped: list[str] = []
     written += write_plots(agg, out / "plots", plot_metrics, model_colors(df[MODEL]), skipped)
     text = report_markdown(df, metrics, dirs, out, dry_run=dry)
+    mixed = _mixed_versions(df)
+    if mixed:
+        text += (f"\n## Mixed versions\n\nThese rows come from different versions ({mixed}); the same config and seed "
+                 f"give the same numbers within one torch version and device only (a quick-preset ABP cell moved by "
+                 f"0.6 % between torch versions), so compare across them with care.\n")
+        if log is not None:
+            log(f"warning: the report pools rows of different versions ({mixed})")
     if skipped:
         text += "\n## Plots not drawn\n\n" + "\n".join(f"- {why}" for why in skipped) + "\n"
         if log is not None:
@@ -315,6 +322,18 @@ def _remove_stale(out: Path, written: Sequence[Path]) -> None:
     listed = sorted(str(p.resolve().relative_to(out.resolve())) for p in written
                     if p.resolve().is_relative_to(out.resolve()))
     write_text(manifest, json.dumps({"written": listed}, indent=1) + "\n")
+
+
+def _mixed_versions(df: pd.DataFrame) -> str:
+    """``torch=2.1 / torch=2.4`` when the rows' ``versions`` differ in torch, numpy or the device; "" otherwise."""
+    def key(text: str) -> tuple[str, ...]:
+        return tuple(v for v in str(text).split() if v.split("=")[0] in ("torch", "numpy"))
+
+    found = sorted({key(v) for v in df["versions"]})
+    devices = sorted(set(df["device"]))
+    parts = [" / ".join(" ".join(k) for k in found)] if len(found) > 1 else []
+    parts += [" / ".join(devices)] if len(devices) > 1 else []
+    return "; ".join(parts)
 
 
 def _none(value: object) -> object:

@@ -340,3 +340,19 @@ def test_a_plot_not_drawn_says_why_in_summary_and_in_the_log(tmp_path):
     assert "## Plots not drawn" in text and "no latent-dim plot for digits reconstruction mae: 1 latent dim(s)" in text
     assert "trade-off" not in text  # neither task of the trade-off ran: nothing to say
     assert len(heard) == 1 and "plot(s) not drawn" in heard[0]
+
+
+def test_rows_of_different_torch_versions_are_pooled_with_a_warning(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, seed, torch_version in ((a, 0, "2.1.0"), (b, 1, "2.4.1")):
+        folder.mkdir()
+        rows = [dataclasses.replace(r, versions=f"genbench=0.1 torch={torch_version} numpy=1.26")
+                for r in _rows(seeds=(seed,))]
+        ResultsWriter(folder / "results.csv").append(rows)
+    heard = []
+    out = write_report([a, b], tmp_path / "rep", log=heard.append)
+    text = (out / "summary.md").read_text()
+    assert "## Mixed versions" in text and "torch=2.1.0" in text and "torch=2.4.1" in text
+    assert any("different versions" in line for line in heard)
+    single = write_report([a], tmp_path / "one")
+    assert "Mixed versions" not in (single / "summary.md").read_text()
