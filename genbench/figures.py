@@ -243,6 +243,41 @@ def _latent(rows: pd.DataFrame, style: _Style, metric: str) -> Figure | None:
     return fig
 
 
+def capacity_figure(agg: pd.DataFrame, capacity: pd.DataFrame, colors: dict[str, tuple],
+                    metric: str = "mae") -> tuple[str, Figure] | None:
+    """Held-out reconstruction ``metric`` (test) against the fit's parameter count (log x), one point per model and
+    latent dim (error bars: std over seeds); a method with 0 parameters sits at the left edge. None without data."""
+    from genbench.report import slug
+
+    rows = agg[(agg[TASK] == "reconstruction") & (agg[SPLIT] == "test") & (agg[METRIC] == metric)]
+    if rows.empty or capacity is None or capacity.empty:
+        return None
+    cap = capacity.assign(d=capacity[LATENT_DIM].map(lambda v: int(v) if has_latent_code(v) else -1))
+    points = rows.assign(d=rows[LATENT_DIM].map(lambda v: int(v) if has_latent_code(v) else -1)).merge(
+        cap[[MODEL, "d", "parameters", "code"]], on=[MODEL, "d"])
+    if points.empty:
+        return None
+    dims = sorted({int(d) for d in points[LATENT_DIM] if has_latent_code(d)})
+    style = _Style(colors, {d: i for i, d in enumerate(dims)})
+    fig = Figure(figsize=(7.0, 4.4), layout="constrained")
+    ax = fig.subplots()
+    floor_x = max(1.0, points.loc[points["parameters"] > 0, "parameters"].min() / 3) if (points["parameters"] > 0).any() \
+        else 1.0
+    for _, p in points.iterrows():
+        look = style.line(p[MODEL], p[LATENT_DIM])
+        x = p["parameters"] if p["parameters"] > 0 else floor_x
+        ax.errorbar(x, p["mean"], yerr=p["std"] if p["count"] >= 2 else None, color=look["color"],
+                    marker=look["marker"], linestyle="none", markersize=6, capsize=2,
+                    label=row_label(p[MODEL], p[LATENT_DIM]) + (" (binary code)" if p["code"] == "binary" else ""))
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters learned by the fit (log; 0 drawn at the left edge)", fontsize=8)
+    ax.set_ylabel(f"reconstruction {metric} (test): {metric_info(metric).label}", fontsize=8)
+    _legend(fig, [ax])
+    dataset = str(points[DATASET].iloc[0])
+    fig.suptitle(f"{dataset}: held-out {metric} vs capacity (equal latent dim is not equal capacity)", fontsize=10)
+    return f"{slug(dataset)}__capacity__reconstruction-{slug(metric)}", fig
+
+
 def _tradeoff(rows: pd.DataFrame, style: _Style, x: tuple, y: tuple) -> Figure | None:
     """One point per (model, latent dim) present in both cells ``x`` and ``y`` (task, variant, protocol, split,
     metric), error bars the std over seeds; None when either cell is absent."""

@@ -60,7 +60,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from genbench.fsutil import write_text
+from genbench.fsutil import atomic_write, write_text
 from genbench.figures import model_colors, write_plots
 from genbench.results import CONFIG_HASH, DATASET, LATENT_DIM, METRIC, MODEL, PROTOCOL, RUN_ID, SEED, SPLIT, STATUS, STATUS_OK, VALUE, VARIANT, TASK, read_results
 from genbench.replicates import NotReplicates, check_replicates, dry_runs
@@ -109,6 +109,7 @@ def _write_report(dirs: list[Path], out: Path, metrics: Sequence[str] | None,
     written = write_tables(agg, out / "tables")
     skipped: list[str] = []
     written += write_plots(agg, out / "plots", plot_metrics, model_colors(df[MODEL]), skipped)
+    written += _write_capacity(dirs, agg, out, model_colors(df[MODEL]))
     text = report_markdown(df, metrics, dirs, out, dry_run=dry)
     mixed = _mixed_versions(df)
     if mixed:
@@ -322,6 +323,29 @@ def _remove_stale(out: Path, written: Sequence[Path]) -> None:
     listed = sorted(str(p.resolve().relative_to(out.resolve())) for p in written
                     if p.resolve().is_relative_to(out.resolve()))
     write_text(manifest, json.dumps({"written": listed}, indent=1) + "\n")
+
+
+def _write_capacity(dirs: list[Path], agg: pd.DataFrame, out: Path, colors: dict) -> list[Path]:
+    """``tables/capacity.csv`` (genbench.capacity, from the runs' fits.jsonl) and its plot, when the runs recorded
+    their fits (older runs did not: nothing is written)."""
+    from genbench.capacity import capacity_table
+    from genbench.figures import capacity_figure
+
+    table = capacity_table(dirs)
+    if table is None:
+        return []
+    written = [write_text(out / "tables" / "capacity.csv", table.to_csv(index=False, lineterminator="\n"))]
+    for dataset in pd.unique(agg[DATASET]):
+        drawn = capacity_figure(agg[agg[DATASET] == dataset], table[table[DATASET] == dataset], colors)
+        if drawn is None:
+            continue
+        stem, fig = drawn
+        for ext in ("png", "pdf"):
+            path = out / "plots" / f"{stem}.{ext}"
+            atomic_write(path, lambda tmp: fig.savefig(tmp, format=ext, dpi=120,
+                                                       metadata={"CreationDate": None} if ext == "pdf" else None))
+            written.append(path)
+    return written
 
 
 def _mixed_versions(df: pd.DataFrame) -> str:

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genbench import plots
+from genbench import capacity, plots
 from genbench.config import ConfigError, RunConfig, resolve_device
 from genbench.data import load_data
 from genbench.errors import error_text
@@ -391,8 +391,10 @@ class Runner:
         except (Exception, SystemExit) as err:  # noqa: BLE001 -- isolate the failure (a plug-in sys.exit too)
             return None, self._clock() - t0, error_text(err)
         seconds = self._clock() - t0
-        if self.config.checkpoints and self.folder is not None:
-            self._keep(self.folder.save_checkpoint, model, seconds, key)
+        if self.folder is not None:  # what the fit holds (genbench.capacity), and the fit itself
+            self._keep(capacity.record, self.run_dir, self.config.data.name, key, model, seconds)
+            if self.config.checkpoints:
+                self._keep(self.folder.save_checkpoint, model, seconds, key)
         return model, seconds, ""
 
     # -- images for the grids (genbench.plots) ---------------------------------------------------
