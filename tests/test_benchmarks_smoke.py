@@ -133,3 +133,31 @@ def test_samples_floor_benchmark_ranks_data_above_noise(tmp_path: Path, capsys: 
     assert set(rows) == {"test-halves", "train-images", "one-class", "noise"}
     assert float(rows["train-images"]["fid"]) < min(float(rows["one-class"]["fid"]), float(rows["noise"]["fid"]))
     assert "| noise |" in capsys.readouterr().out
+
+
+def test_samples_spread_benchmark_replays_the_runs_samples_task(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import importlib.util
+
+    from genbench.cli import main
+
+    assert main(["--dataset", "digits", "--set", "data.n_train=150", "--set", "data.n_test=40", "--set",
+                 "data.n_negative=5", "--models", "pca", "--tasks", "samples", "--latent-dims", "3", "--set",
+                 "task.samples.n_samples=40", "--set", "task.samples.feature_epochs=2", "--out", str(tmp_path)]) == 0
+    (run_dir,) = tmp_path.iterdir()
+    spec = importlib.util.spec_from_file_location("samples_spread", ROOT / "benchmarks" / "samples_spread.py")
+    spread = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(spread)
+    out = tmp_path / "spread.csv"
+    assert spread.main([str(run_dir), "--draws", "2", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 2 and {r["model"] for r in rows} == {"pca"}
+    table = read_results_value(run_dir)
+    assert all(float(r["fid"]) > 0 for r in rows) and table > 0
+    assert "| pca | 3 | 0 |" in capsys.readouterr().out
+
+
+def read_results_value(run_dir: Path) -> float:
+    from genbench.results import read_results
+
+    df = read_results(run_dir / "results.csv")
+    return float(df[(df.metric == "fid") & (df.status == "ok")].value.iloc[0])
