@@ -95,7 +95,7 @@ def report_figures(agg: pd.DataFrame, metrics: Sequence[str] | None = None,
             fig = draw(rows, style, metric)
             if fig is None:
                 continue
-            fig.suptitle(title + ("\nerror bars: std over seeds" if (rows["count"] > 1).any() else ""),
+            fig.suptitle(title + _bars_caption(rows, "\n"),
                          fontsize=10)
             yield f"{stem}__{kind}", fig
     for (dataset,), rows in _groups(agg, [DATASET]):
@@ -103,7 +103,7 @@ def report_figures(agg: pd.DataFrame, metrics: Sequence[str] | None = None,
             fig = _tradeoff(rows, style, x, y)
             if fig is not None:
                 fig.suptitle(f"{dataset}: {x[0]} {x[4]} vs {y[0]} {y[4]}\nlower-left is better"
-                             + ("; error bars: std over seeds" if (rows["count"] > 1).any() else ""), fontsize=10)
+                             + _bars_caption(rows, "; "), fontsize=10)
                 yield f"{slugs[dataset]}__tradeoff__{name}", fig
 
 
@@ -340,6 +340,16 @@ def _legend(fig: Figure, axes: Iterable[Axes]) -> None:
             entries.setdefault(label, handle)
     if entries:
         fig.legend(list(entries.values()), list(entries), loc="outside right upper", fontsize=7)
+
+
+def _bars_caption(rows: pd.DataFrame, sep: str) -> str:
+    """``error bars: std over n = 2 seeds`` (n as it is: ``n = 1-3`` where cells differ); "" when no value has
+    two seeds, and then no error bar is drawn (a std of one value is NaN)."""
+    counts = sorted({int(c) for c in rows["count"]})
+    if counts[-1] < 2:
+        return ""
+    n = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"{sep}error bars: std over n = {n} seeds"
 
 
 def _same_dim(column: pd.Series, d: object) -> pd.Series:
