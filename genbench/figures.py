@@ -137,8 +137,8 @@ class _Style:
 
     def line(self, model: str, d: object) -> dict:
         i = self.dims.get(int(d)) if has_latent_code(d) else None
-        if i is None:
-            return {"color": self.colors[model], "linestyle": "-", "marker": "x"}
+        if i is None:  # a method without a latent code (a reference, a floor): dashed, thin, apart from the models
+            return {"color": self.colors[model], "linestyle": "--", "marker": "x", "linewidth": 0.9}
         return {"color": self.colors[model], "linestyle": _LINESTYLES[i % len(_LINESTYLES)],
                 "marker": _MARKERS[i % len(_MARKERS)]}
 
@@ -321,7 +321,7 @@ def _lines(ax: Axes, points: pd.DataFrame, style: _Style, models: list[tuple[str
         mine = points[(points[MODEL] == model) & _same_dim(points[LATENT_DIM], d)].sort_values("x")
         if not mine.empty:
             ax.errorbar(mine["x"], mine["mean"], yerr=mine["std"], label=row_label(model, d), markersize=4,
-                        linewidth=1.2, capsize=2, **style.line(model, d))
+                        capsize=2, **{"linewidth": 1.2, **style.line(model, d)})
     _empty_note(ax, points)
 
 
