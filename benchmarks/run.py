@@ -7,7 +7,8 @@
 Every timing is the median of ``--repeats`` runs after one warm-up run, with CUDA synchronised
 before each clock read; paired timings alternate which side runs first.
 
-Sections (``--sections``: abp, vae-dcgan, rbm, inference, scaling, quick, likelihood; row names in brackets):
+Sections (``--sections``: abp, vae-dcgan, rbm, inference, scaling, quick, likelihood, sweep; row names in
+brackets):
 
 1. ``abp`` [abp-train]: ``ABP.fit`` throughput (images/s) and its *efficiency* = time of the same work
    written with bare PyTorch calls (``benchmarks/bare.py``) / our time; target >= 0.9.
@@ -25,6 +26,9 @@ Sections (``--sections``: abp, vae-dcgan, rbm, inference, scaling, quick, likeli
 8. ``likelihood``: the likelihood task's cost per image at its default settings (``tasks/likelihood.py``):
    AIS on an ABP generator after a short fit (seconds per image, and per HMC gradient of one chain), the
    exact PPCA density, and the RBM's log Z by AIS (once per fitted model).
+9. ``sweep``: cells per hour of one shortened sweep of the default preset's cell mix, run serially (this
+   process's thread count) and with ``--workers <cores>`` (1 thread each), in subprocesses; the speed-up and
+   the largest value difference between the two tables.
 
 Writes ``--out`` (default ``benchmarks/results/<timestamp>.csv``, columns ``benchmark, what,
 ours, reference, ratio, unit, device, notes``) and the same table as markdown beside it (.md),
@@ -66,7 +70,7 @@ from genbench.data import DataConfig, load_data  # noqa: E402
 from genbench.operators import Identity  # noqa: E402
 from genbench.registry import available_models  # noqa: E402
 
-SECTIONS = ("abp", "vae-dcgan", "rbm", "inference", "scaling", "quick", "likelihood")
+SECTIONS = ("abp", "vae-dcgan", "rbm", "inference", "scaling", "quick", "likelihood", "sweep")
 ABP_TARGET, GEN_TARGET, RBM_TARGET = 0.9, 0.95, 3.0
 RBM_THREADS = 1  # section 3 runs both RBMs on one thread, rbm_vs_sklearn.py's default
 
@@ -90,17 +94,26 @@ class Sizes:
     quick_args: tuple[str, ...]       # arguments of run_benchmarks.py in section 7
     n_ais: int                        # test images of section 8's AIS
     ais: dict[str, Any]               # section 8's likelihood-task parameters (none: the task's defaults)
+    sweep_args: tuple[str, ...] = ()  # section 9's sweep (run serially and with --workers)
 
 
 FULL = Sizes(data=DataConfig(name="mnist5k", n_negative=1), n_train=1000, train_epochs=2, net={}, abp={},
              rbm_data="mnist5k", rbm=(100, 10, 3, 0.1), n_infer=200, infer_epochs=2, scaling_ns=(1000, 2000, 4000),
-             scaling_ls=(5, 10, 20), quick_args=(), n_ais=4, ais={})
+             scaling_ls=(5, 10, 20), quick_args=(), n_ais=4, ais={},
+             # the default preset's cell mix (learned models, clean and learn-from-corrupted fits, 2 seeds), shortened
+             sweep_args=("--models", "abp,abp-gd,vae,dcgan,pca,rbm", "--tasks", "reconstruction,inpainting",
+                         "--set", "task.inpainting.fractions=[0.7]", "--set", "task.inpainting.blocks=[10]",
+                         "--seeds", "0,1", "--set", "model.abp.n_epochs=4", "--set", "model.abp-gd.n_epochs=4",
+                         "--set", "model.vae.n_epochs=8", "--set", "model.dcgan.n_epochs=3", "--set",
+                         "model.rbm.n_epochs=5"))
 TINY = Sizes(data=DataConfig(name="digits", n_train=128, n_test=32, n_negative=1), n_train=64, train_epochs=1,
              net={"latent_dim": 4, "width": 8, "batch_size": 16}, abp={"langevin_steps": 2},
              rbm_data="digits", rbm=(16, 16, 1, 0.1), n_infer=16, infer_epochs=None, scaling_ns=(32, 64, 128),
              scaling_ls=(1, 2, 4),
              quick_args=("--dry-run", "--dataset", "digits", "--models", "abp,pca", "--tasks", "reconstruction"),
-             n_ais=2, ais={"steps": 3, "chains": 2, "rbm_steps": 20, "rbm_runs": 4})
+             n_ais=2, ais={"steps": 3, "chains": 2, "rbm_steps": 20, "rbm_runs": 4},
+             sweep_args=("--dry-run", "--dataset", "digits", "--models", "abp,pca", "--tasks", "reconstruction",
+                         "--seeds", "0,1"))
 
 
 # ------------------------------------------------------------------------------- 1-2: training efficiency
@@ -283,6 +296,41 @@ def bench_quick(ctx: Bench) -> None:
         raise RuntimeError(f"run_benchmarks.py exited with code {code}")
 
 
+# -------------------------------------------------------------------------------------- 9: sweep throughput
+def bench_sweep(ctx: Bench) -> None:
+    """Cells per hour of one sweep run serially (this process's thread count) and with ``--workers`` (one
+    1-thread worker per core), each in a subprocess; the two tables are compared value by value."""
+    import pandas as pd
+
+    cores = os.cpu_count() or 1
+    walls, tables = {}, {}
+    for label, extra, threads in (("serial", (), torch.get_num_threads()),
+                                  (f"--workers {cores}", ("--workers", str(cores)), 1)):
+        with tempfile.TemporaryDirectory(prefix="genbench-bench-") as out:
+            cmd = [sys.executable, str(ROOT / "run_benchmarks.py"), *ctx.sizes.sweep_args, *extra,
+                   "--device", ctx.device.type, "--out", out]
+            ctx.log(f"sweep ({label}): {' '.join(cmd[1:])}")
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+            t0 = time.perf_counter()
+            code = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+            walls[label] = time.perf_counter() - t0
+            if code != 0:
+                raise RuntimeError(f"the sweep ({label}) exited with code {code}")
+            (run_dir,) = [p for p in Path(out).iterdir() if p.is_dir()]
+            df = pd.read_csv(run_dir / "results.csv")
+            keys = ["model", "latent_dim", "seed", "task", "variant", "protocol", "split", "metric"]
+            tables[label] = df.sort_values(keys).reset_index(drop=True)
+    n_cells = len(tables["serial"].drop_duplicates(["model", "latent_dim", "seed", "task", "variant", "protocol"]))
+    (serial, workers), (a, b) = walls.values(), tables.values()
+    diff = float((a["value"] - b["value"]).abs().max())
+    ctx.log(f"sweep: {n_cells} cells, serial {serial:.1f} s, workers {workers:.1f} s")
+    for label, wall in walls.items():
+        ctx.add("sweep", f"{n_cells} cells of the default mix, {label}", 3600 * n_cells / wall, unit="cells/h",
+                notes=f"{wall:.1f} s wall")
+    ctx.add("sweep", f"--workers {cores} vs serial (2-thread) speed-up", serial / workers, unit="x",
+            notes=f"largest |value difference| {diff:.3g} (thread counts differ: float rounding)")
+
+
 # ------------------------------------------------------------------------------------------ 8: likelihood
 def bench_likelihood(ctx: Bench) -> None:
     """Seconds per image of the likelihood task's estimators at its default settings."""
@@ -334,7 +382,7 @@ RUNNERS: dict[str, tuple[str, Callable[[Bench], None]]] = {
     "abp": ("1 abp-train", bench_abp), "vae-dcgan": ("2 vae/dcgan-train", bench_vae_dcgan),
     "rbm": ("3 rbm-vs-sklearn", bench_rbm), "inference": ("4 inference", bench_inference),
     "scaling": ("5 scaling", bench_scaling), "quick": ("7 quick-preset", bench_quick),
-    "likelihood": ("8 likelihood", bench_likelihood)}
+    "likelihood": ("8 likelihood", bench_likelihood), "sweep": ("9 sweep", bench_sweep)}
 
 
 
@@ -347,7 +395,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                                  "the markdown table goes beside it (.md)")
     p.add_argument("--repeats", type=int, default=3, metavar="N", help="timed runs per measurement (median; "
                                                                         "after one warm-up), default 3")
-    p.add_argument("--skip-quick", action="store_true", help="skip section 7 (the quick preset, ~4.5 min on 2 cores)")
+    p.add_argument("--skip-quick", action="store_true",
+                   help="skip the end-to-end subprocess runs: section 7 (the quick preset, ~4.5 min on 2 cores) and "
+                   "section 9 (a sweep, serial and with --workers)")
     p.add_argument("--tiny", action="store_true", help="toy sizes (8x8 digits, tiny nets): a smoke run")
     p.add_argument("--sections", default=",".join(SECTIONS), metavar="A,B",
                    help=f"sections to run (default all): {','.join(SECTIONS)}")
@@ -395,7 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = TINY if args.tiny else FULL
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"{stamp}.csv"
-    sections = [s for s in args.sections if not (s == "quick" and args.skip_quick)]
+    sections = [s for s in args.sections if not (s in ("quick", "sweep") and args.skip_quick)]
     command = " ".join(argv if argv is not None else sys.argv[1:])
     threads, load_start = torch.get_num_threads(), system_load()
     if args.threads is not None:
