@@ -41,3 +41,38 @@ def test_bad_workers_are_one_line(args, text, tmp_path, capsys):
     assert main([*SWEEP, "--out", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert text in err and len(err.splitlines()) <= 2  # argparse prints usage + one line
+
+
+def test_sigkill_with_workers_then_resume_gives_the_uninterrupted_table(tmp_path, one_thread, monkeypatch):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    killed = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(root / "run_benchmarks.py"), *SWEEP, "--workers", "2", "--out",
+                             str(killed)], cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline, run_dir = time.monotonic() + 120, None
+    while time.monotonic() < deadline and proc.poll() is None:
+        dirs = [p for p in killed.iterdir() if p.is_dir()] if killed.exists() else []
+        csv = dirs[0] / "results.csv" if dirs else None
+        if csv is not None and csv.exists() and len(csv.read_text().splitlines()) > 40:
+            run_dir = dirs[0]
+            break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, as a killed job's process group
+    proc.wait()
+    assert run_dir is not None, f"the sweep ended before it could be killed: {proc.stderr.read().decode()}"
+    n_before = len((run_dir / "results.csv").read_text().splitlines())
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert main(["--resume", str(run_dir), "--workers", "2"]) == 0
+    assert main([*SWEEP, "--out", str(tmp_path / "whole")]) == 0
+    _, resumed = _table(killed)
+    _, whole = _table(tmp_path / "whole")
+    pd.testing.assert_frame_equal(resumed, whole)
+    assert n_before < len(whole) + 1, "the kill did not land mid-way"
