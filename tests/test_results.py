@@ -115,7 +115,7 @@ def test_summary_markdown_bold_best_std_and_failures():
     assert md.startswith("# ")
     assert "## inpainting: mae" in md and "## inpainting: psnr" in md
     assert "| model | pepper50 / clean-train / test | block16 / clean-train / test |" in md
-    assert "| abp (d=8) | **0.1500 ± 0.07071** | 0.4000 |" in md  # lowest mae in bold, ± std with 2 seeds
+    assert "| abp (d=8) | **0.1500 ± 0.0707** | 0.4000 |" in md  # lowest mae in bold, ± std at the mean's decimals
     assert "| vae (d=8) | 0.4000 ± 0.1414 | **0.3500** |" in md  # one seed: no std
     assert "| vae (d=8) | **24.00 ± 8.49** |" in md  # highest psnr in bold, 2 decimals
     assert "Failed or unsupported" in md
