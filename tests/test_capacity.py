@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import torch
 
 from genbench.capacity import n_parameters
 from genbench.cli import main
