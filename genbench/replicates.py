@@ -46,11 +46,12 @@ def run_settings(run_dir: Path) -> dict[str, Any] | None:
     return {"config": blob["config"], "data": data}
 
 
-def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as ``{"a.b.c": value}`` (also :func:`genbench.rundir.config_differences`)."""
     if isinstance(tree, dict):
         out: dict[str, Any] = {}
         for k, v in tree.items():
-            out.update(_flat(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         return out
     return {prefix.rstrip("."): tree}
 
@@ -60,7 +61,7 @@ def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     ca, cb = a["config"], b["config"]
     shared = {"model": set(ca.get("models") or ()) & set(cb.get("models") or ()),
               "task": set(ca.get("tasks") or ()) & set(cb.get("tasks") or ())}
-    fa, fb = _flat({**ca, "data": a["data"]}), _flat({**cb, "data": b["data"]})
+    fa, fb = flatten({**ca, "data": a["data"]}), flatten({**cb, "data": b["data"]})
     out = []
     first = ("dry_run", "n_eval")  # the most telling differences lead the message
     for key in sorted(set(fa) | set(fb), key=lambda k: (k not in first, k.startswith("data.used."), k)):

@@ -96,14 +96,9 @@ def saved_run(run_dir: str | Path, config: RunConfig | None = None) -> tuple[Run
 
 def config_differences(a: RunConfig, b: RunConfig, ignore: tuple[str, ...] = ("out",)) -> list[str]:
     """Dotted keys where two configs differ (``ignore``d top-level keys aside)."""
-    def flat(tree: Any, prefix: str = "") -> dict[str, Any]:
-        if isinstance(tree, dict):
-            out: dict[str, Any] = {}
-            for k, v in tree.items():
-                out.update(flat(v, f"{prefix}{k}."))
-            return out
-        return {prefix.rstrip("."): tree}
-    fa, fb = flat(a.to_dict()), flat(b.to_dict())
+    from genbench.replicates import flatten
+
+    fa, fb = flatten(a.to_dict()), flatten(b.to_dict())
     keys = sorted(set(fa) | set(fb))
     return [k for k in keys if k.split(".")[0] not in ignore and fa.get(k) != fb.get(k)]
 
