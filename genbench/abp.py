@@ -42,6 +42,8 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -63,6 +65,7 @@ class ABPConfig(GeneratorConfig):
     training digits (docs/abp_tuning.md: the grid tried, the errors and the costs)."""
 
     renamed_fields = {"test_steps": "infer_steps", "test_step_size": "infer_step_size"}
+    added_fields = {"langevin_bn": "train"}
 
     langevin_steps: int = 5       # l: Langevin steps per learning step (5 matched 10 at ~60% of the cost)
     step_size: float = 0.1        # delta: Langevin step size during training (0.05 and 0.3 were worse)
@@ -71,11 +74,35 @@ class ABPConfig(GeneratorConfig):
     lr: float = 3e-3              # Adam on W (beat 1e-3 and 2e-3 at equal epochs)
     infer_steps: int = 100        # inference steps on new observations, from z = 0 (~0.02 s/image on CPU)
     infer_step_size: float = 0.1  # converges in ~100 steps; 0.05 needs 300
+    # BatchNorm during the training-time Langevin steps: "train" (batch statistics, as the lab's code
+    # and common practice: the chains of a batch are coupled through them) or "eval" (running
+    # statistics: each image's chain is the per-image posterior Langevin of the paper's model).
+    # The learning step always uses batch statistics. docs/abp_tuning.md measures both.
+    langevin_bn: str = "train"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self, positive=("step_size", "infer_step_size"), at_least_one=("langevin_steps",),
                 non_negative=("infer_steps",))
+        if self.langevin_bn not in ("train", "eval"):
+            raise ValueError(f"langevin_bn must be 'train' or 'eval', got {self.langevin_bn!r}")
+
+
+@contextmanager
+def _bn_mode(net: nn.Module, mode: str) -> Iterator[None]:
+    """BatchNorm layers in eval mode inside the block when ``mode == "eval"`` (running statistics,
+    which the block does not update), restored to train mode after; a no-op for ``"train"``."""
+    if mode == "train":
+        yield
+        return
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    for m in norms:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.train()
 
 
 @register_model("abp", description="Alternating back-propagation, Langevin inference (Han et al. 2017)")
@@ -109,7 +136,7 @@ class ABP(GeneratorModel):
     def _train_step(self, state: FitState, obs_b: Observations, idx: Tensor) -> Tensor:
         """Langevin on the batch's persistent latents (warm start), then one Adam step on W."""
         cfg = self.config
-        with frozen(self.generator_):  # inferential back-propagation: gradients w.r.t. z only
+        with frozen(self.generator_), _bn_mode(self.generator_, cfg.langevin_bn):  # gradients w.r.t. z only
             z_b = langevin(state.g, obs_b, self.z_train_[idx], sigma=cfg.sigma, steps=cfg.langevin_steps,
                            step_size=cfg.step_size, noise=cfg.langevin_noise, amp=cfg.amp)
         self.z_train_[idx] = z_b

@@ -92,9 +92,14 @@ class BaseConfig:
     ``renamed_fields`` (old name -> new name) lists fields a class renamed: passing an old name
     (to the constructor, :meth:`from_dict` or :func:`check_renamed`) raises a ValueError that
     names the new one, instead of an "unexpected keyword" TypeError.
+
+    ``added_fields`` (name -> the behaviour before the field existed) lists fields added after
+    results were recorded: at that value they are left out of the config hash, so rows and
+    checkpoints of earlier runs keep their hash and resume.
     """
 
     renamed_fields: ClassVar[dict[str, str]] = {}
+    added_fields: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
         """Check the field values (a subclass calls ``super().__post_init__()`` first)."""
@@ -160,8 +165,11 @@ EXECUTION_FIELDS = ("amp", "compile")
 
 
 def hashed_config(config: BaseConfig) -> dict[str, Any]:
-    """The config as a dict for hashing: every field, execution switches only when on."""
-    return {k: v for k, v in dataclasses.asdict(config).items() if not (k in EXECUTION_FIELDS and v is False)}
+    """The config as a dict for hashing: every field, execution switches only when on, an added
+    field (:attr:`BaseConfig.added_fields`) only away from its earlier behaviour."""
+    added = type(config).added_fields
+    return {k: v for k, v in dataclasses.asdict(config).items()
+            if not (k in EXECUTION_FIELDS and v is False) and not (k in added and v == added[k])}
 
 
 def autocast(device: torch.device, enabled: bool) -> AbstractContextManager:

@@ -159,6 +159,35 @@ def test_abp_keeps_its_persistent_latents_and_calibrates_on_them(monkeypatch):
 
 
 # -------------------------------------------------------------------------- renamed fields
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_langevin_bn_eval_makes_each_chain_its_own_posterior(mode):
+    """langevin_bn="eval": an image's training-time Langevin step does not depend on the other images
+    of its batch (running statistics); "train" (batch statistics) couples the chains. BN is back in
+    train mode after the step, and its running statistics are not touched by the Langevin steps."""
+    from genbench.abp import _bn_mode
+    g, obs = _generator().train(), Identity().observe(_images(6))
+    z0 = torch.randn(6, 3, generator=torch.Generator().manual_seed(2))
+    bn = next(m for m in g.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
+    before = bn.running_mean.clone()
+    with _bn_mode(g, mode):
+        whole = langevin(g, obs, z0, sigma=0.3, steps=2, step_size=0.1, noise=False)
+        first = langevin(g, obs[:2], z0[:2], sigma=0.3, steps=2, step_size=0.1, noise=False)
+    assert all(m.training for m in g.modules())
+    if mode == "eval":
+        torch.testing.assert_close(first, whole[:2])
+        torch.testing.assert_close(bn.running_mean, before)
+    else:
+        assert (first - whole[:2]).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="langevin_bn"):
+        ABPConfig(langevin_bn="none")
+
+
+def test_an_added_field_at_its_earlier_behaviour_keeps_the_hash():
+    from genbench.model import hashed_config
+    assert "langevin_bn" not in hashed_config(ABPConfig())
+    assert hashed_config(ABPConfig(langevin_bn="eval"))["langevin_bn"] == "eval"
+
+
 RENAMES = [(ABPConfig, "test_steps", "infer_steps"), (ABPConfig, "test_step_size", "infer_step_size"),
            (VAEConfig, "refine_steps", "infer_steps"), (VAEConfig, "refine_step_size", "infer_step_size"),
            (VAEConfig, "refine_noise", "infer_noise"), (DCGANConfig, "inversion_steps", "infer_steps"),
