@@ -70,7 +70,7 @@ class DBN(RBM):
     """Two-layer DBN (``hidden_1``, ``latent_dim``); everything else is :class:`~baselines.rbm.RBM`'s."""
 
     Config = DBNConfig
-    capabilities = Capabilities()  # the RBM's: latent code, learns, samples, deterministic inference
+    capabilities = Capabilities(learns_null_space=False)  # the RBM's: latent code, learns, samples, deterministic inference
     tiny_overrides = {**RBM.tiny_overrides, "hidden_1": 32}
     config: DBNConfig
 

@@ -158,7 +158,7 @@ class PCA(LatentModel):
     """Principal component analysis, learned from and recovering through any linear operator."""
 
     Config = PCAConfig
-    capabilities = Capabilities()  # closed-form recovery through any linear operator
+    capabilities = Capabilities(learns_null_space=False)  # closed-form recovery through any linear operator
     dry_run_overrides = {"em_iters": 1}
     config: PCAConfig
 

@@ -191,7 +191,7 @@ class RBM(LatentModel):
     """Bernoulli-Bernoulli RBM; :class:`baselines.dbn.DBN` is the same model with more layers."""
 
     Config = RBMConfig
-    capabilities = Capabilities()  # mean-field and gradient descent only: no sampling at inference
+    capabilities = Capabilities(learns_null_space=False)  # mean-field and gradient descent only: no sampling at inference
     dry_run_overrides = {"n_epochs": 1, "infer_steps": 1, "infer_projection_steps": 1, "em_iters": 1,
                          "sample_steps": 1}
     tiny_overrides = {"n_epochs": 100, "batch_size": 20, "lr": 0.1, "weight_decay": 0.0}

@@ -4,7 +4,9 @@ loads the images)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 FOLDER_PREFIX = "folder:"
 
@@ -18,7 +20,10 @@ MAX_IMAGE_SIZE = 1024  # pixels per side: beyond it one image batch would not fi
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which dataset to load and how to split it (caps of ``None`` mean the dataset's default)."""
+    """Which dataset to load and how to split it (caps of ``None`` mean the dataset's default).
+
+    ``vary_split``: each run seed draws its own train/test split (:mod:`genbench.rundata`); off,
+    every seed uses the split of ``seed``."""
 
     name: str = "mnist5k"
     n_train: int | None = None
@@ -28,6 +33,7 @@ class DataConfig:
     root: str | None = None
     download: bool = False
     seed: int = 0
+    vary_split: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -44,3 +50,14 @@ class DataConfig:
                             f"pass a side <= {MAX_IMAGE_SIZE}.")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2 ** 31:
             raise DataError(f"DataConfig.seed must be an integer in [0, 2^31), got {self.seed!r}.")
+        if not isinstance(self.vary_split, bool):
+            raise DataError(f"DataConfig.vary_split must be true or false, got {self.vary_split!r}.")
+
+
+def data_settings(config: DataConfig) -> dict[str, Any]:
+    """The data settings as hashed into a row's ``config_hash``: every field, ``vary_split`` only when
+    on (a run from before the field existed keeps its hashes)."""
+    out = dataclasses.asdict(config)
+    if not out["vary_split"]:
+        del out["vary_split"]
+    return out

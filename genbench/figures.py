@@ -31,7 +31,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # drawn without pyplot: no global state, no display, nothing to close
 
 from genbench.fsutil import atomic_write
-from genbench.results import DATASET, LATENT_DIM, LEVEL, LEVEL_NAME, LEVEL_UNIT, METRIC, MODEL, PROTOCOL, SPLIT, TASK, VARIANT
+from genbench.results import DATASET, FLAG, LATENT_DIM, LEVEL, LEVEL_NAME, LEVEL_UNIT, METRIC, MODEL, PROTOCOL, SPLIT, TASK, VARIANT
 from genbench.summary import groups as _groups
 from genbench.summary import has_latent_code, keys as _keys, metric_info, row_label
 
@@ -168,6 +168,7 @@ def _bars(rows: pd.DataFrame, style: _Style, metric: str) -> Figure:
             x = np.array([groups[g] for g in zip(mine[VARIANT], mine[SPLIT])]) + (j - (len(models) - 1) / 2) * width
             ax.bar(x, mine["mean"], width, yerr=mine["std"], label=row_label(model, d),
                    error_kw={"elinewidth": 0.8, "capsize": 1.5}, **style.bar(model, d))
+            _mark_degenerate(ax, x, mine)
         ax.set_xticks(range(len(groups)), [f"{v}\n{s}" for v, s in groups], fontsize=7)
         ax.set_title(protocol, fontsize=9)
         ax.set_ylabel(metric_info(metric).label)
@@ -233,6 +234,7 @@ def _latent(rows: pd.DataFrame, style: _Style, metric: str) -> Figure | None:
                 if not mine.empty:
                     ax.errorbar(mine["x"], mine["mean"], yerr=mine["std"], color=style.colors[model], marker="o",
                                 markersize=4, linewidth=1.2, capsize=2, label=model)
+                    _mark_degenerate(ax, mine["x"], mine)
             if not panel.empty:
                 ax.set_xticks(dims, [str(d) for d in dims])
             _empty_note(ax, panel)
@@ -322,7 +324,22 @@ def _lines(ax: Axes, points: pd.DataFrame, style: _Style, models: list[tuple[str
         if not mine.empty:
             ax.errorbar(mine["x"], mine["mean"], yerr=mine["std"], label=row_label(model, d), markersize=4,
                         capsize=2, **{"linewidth": 1.2, **style.line(model, d)})
+            _mark_degenerate(ax, mine["x"], mine)
     _empty_note(ax, points)
+
+
+#: the legend entry of a point or bar that is degenerate by construction (results.csv's flag)
+DEGENERATE_LABEL = "‡ degenerate by construction"
+
+
+def _mark_degenerate(ax: Axes, x: Iterable[float], points: pd.DataFrame) -> None:
+    """A white cross over each point of ``points`` whose cell is flagged degenerate (``flag``)."""
+    if FLAG not in points:
+        return
+    flagged = points[FLAG].fillna("").astype(str).ne("").to_numpy()
+    if flagged.any():
+        ax.scatter(np.asarray(list(x), dtype=float)[flagged], points["mean"].to_numpy()[flagged], marker="X", s=40,
+                   facecolor="white", edgecolor="black", linewidth=0.8, zorder=5, label=DEGENERATE_LABEL)
 
 
 def _empty_note(ax: Axes, points: pd.DataFrame) -> None:

@@ -142,6 +142,11 @@ class MetricAccumulator:
         self._count.append(sel.sum(dim=(1, 2, 3)).numpy().astype(np.int64))
         self.n_images += x.shape[0]
 
+    def per_image(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(abs_i, sq_i, count_i)``: per image, the sum of absolute and of squared differences over its
+        selected entries and their number (mae = sum abs_i / sum count_i; what a bootstrap resamples)."""
+        return tuple(np.concatenate(v) for v in (self._abs, self._sq, self._count))
+
     def compute(self) -> dict[str, float]:
         """Return ``{MAE: ..., MSE: ..., PSNR: ...}`` over everything seen so far (NaN where no entry was
         selected). Raises ``ValueError`` if ``update`` was never called with an image."""
@@ -186,8 +191,17 @@ class Recovery:
         return self.scored_region if which == "scored" else None
 
     def pixel_scores(self, which: Literal["scored", "all"]) -> dict[str, float]:
+        return self._pass(which)[0]
+
+    def per_image(self, which: Literal["scored", "all"]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`MetricAccumulator.per_image` of this recovery over the region (the same pass)."""
+        return self._pass(which)[1]
+
+    def _pass(self, which: Literal["scored", "all"]) -> tuple[dict[str, float], tuple]:
         if which not in self._cache:
-            self._cache[which] = score(self.x, self.x_hat, self.region(which))
+            acc = MetricAccumulator()
+            acc.update(self.x, self.x_hat, self.region(which))
+            self._cache[which] = (acc.compute(), acc.per_image())
         return self._cache[which]
 
 
@@ -218,6 +232,9 @@ class Metric:
     #: the report ranks ("best") this metric on the out-of-domain ``negative`` split too: True for a metric
     #: *of* out-of-domain detection (ood_auroc); an error or a likelihood there is not better when lower
     ranks_negative: bool = False
+    #: for a recovery metric that is a ratio of per-image sums: ``(numerator_i, denominator_i)`` with value =
+    #: sum numerator / sum denominator, what the per-cell bootstrap resamples (genbench.uncertainty); None: none
+    per_image: Callable[[Recovery, str], tuple[np.ndarray, np.ndarray]] | None = None
 
     @property
     def direction(self) -> str:
@@ -262,14 +279,31 @@ def _pixel(key: str) -> Callable[[Recovery, str], float]:
     return lambda recovery, region: recovery.pixel_scores(region)[key]
 
 
+def _pooled(which: int) -> Callable[[Recovery, str], tuple[np.ndarray, np.ndarray]]:
+    """Per-image parts of a pooled error: (sum of abs (0) or squared (1) differences, scored entries)."""
+    def parts(recovery: Recovery, region: str) -> tuple[np.ndarray, np.ndarray]:
+        sums = recovery.per_image(region)
+        return sums[which], sums[2]
+    return parts
+
+
+def _psnr_parts(recovery: Recovery, region: str) -> tuple[np.ndarray, np.ndarray]:
+    """PSNR is a mean over the images with a scored entry: (psnr_i or 0, 1 or 0)."""
+    _, sq, count = recovery.per_image(region)
+    scored = count > 0
+    psnr = np.zeros(len(count))
+    psnr[scored] = -10.0 * np.log10(np.maximum(sq[scored] / count[scored], MSE_FLOOR))
+    return psnr, scored.astype(np.float64)
+
+
 for _metric in (
     Metric(MAE, "mean |x - x_hat| on the [0, 1] pixel scale over the scored pixels (x 255: the ABP paper's unit)",
-           unit="[0, 1] pixel scale", plot=True, compute=_pixel(MAE)),
+           unit="[0, 1] pixel scale", plot=True, compute=_pixel(MAE), per_image=_pooled(0)),
     Metric(MAE_ALL, "mean |x - x_hat| over every pixel, observed ones included",
-           unit="all pixels, [0, 1]", region="all", compute=_pixel(MAE)),
+           unit="all pixels, [0, 1]", region="all", compute=_pixel(MAE), per_image=_pooled(0)),
     Metric(MSE, "mean (x - x_hat)^2 on the [0, 1] scale over the scored pixels", unit="[0, 1] pixel scale",
-           compute=_pixel(MSE)),
+           compute=_pixel(MSE), per_image=_pooled(1)),
     Metric(PSNR, "mean over images of 10 log10(1 / mse_i), in dB (100 dB for a perfect recovery)",
-           higher_is_better=True, unit="dB", decimals=2, compute=_pixel(PSNR)),
+           higher_is_better=True, unit="dB", decimals=2, compute=_pixel(PSNR), per_image=_psnr_parts),
 ):
     register_metric(_metric)

@@ -141,6 +141,14 @@ class Operator(nn.Module):
         """An image-shaped guess from y alone: A^T y by default (zero-fill for masks)."""
         return self.adjoint(y, mask)
 
+    @property
+    def shared_null_space(self) -> bool:
+        """True when every image is observed through one and the same linear map with a nontrivial null
+        space (a shared projection with K < D): what lies in that null space is never observed for any
+        image, so a model that cannot learn it from elsewhere learns nothing of it
+        (:meth:`genbench.task.Task.degenerate`). False for per-image masks and the identity."""
+        return False
+
     def describe(self) -> dict[str, Any]:
         """Parameters that identify this operator, for configs and result tables."""
         return {"name": self.name, "seed": self.seed}
@@ -283,6 +291,10 @@ class RandomProjection(Operator):
 
     def apply(self, x_hat: Tensor, mask: Tensor | None = None) -> Tensor:
         return x_hat.flatten(1) @ self.matrix.T  # (B, K)
+
+    @property
+    def shared_null_space(self) -> bool:
+        return self.k < math.prod(self.image_shape)
 
     def adjoint(self, y: Tensor, mask: Tensor | None = None) -> Tensor:
         """A^T y for y (B, K), reshaped to images (B, C, H, W); also the naive inverse."""

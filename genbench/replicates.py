@@ -41,8 +41,9 @@ def run_settings(run_dir: Path) -> dict[str, Any] | None:
     if not isinstance(blob, dict) or not isinstance(blob.get("config"), dict):
         return None
     data = dict(blob.get("data_effective") or blob["config"].get("data") or {})
+    data.setdefault("vary_split", False)  # a run from before the field: one split for every seed
     if isinstance(blob.get("data_used"), dict):  # what the loader actually gave (a folder may hold fewer)
-        data["used"] = blob["data_used"]
+        data["used"] = {k: v for k, v in blob["data_used"].items() if k != "split_seeds"}  # split_seeds: per seed
     return {"config": blob["config"], "data": data}
 
 
@@ -98,3 +99,10 @@ def dry_runs(run_dirs: Sequence[Path]) -> list[Path]:
         if s is not None and s["config"].get("dry_run"):
             out.append(d)
     return out
+
+
+def split_varies(run_dir: Path) -> bool:
+    """Whether the run drew its train/test split per seed (``data.vary_split``): its seeds then scored
+    different images (genbench.uncertainty's intervals over seeds depend on it)."""
+    s = run_settings(run_dir)
+    return bool(s is not None and s["data"].get("vary_split"))

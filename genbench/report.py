@@ -63,7 +63,7 @@ import pandas as pd
 from genbench.fsutil import atomic_write, write_text
 from genbench.figures import model_colors, write_plots
 from genbench.results import CONFIG_HASH, DATASET, LATENT_DIM, METRIC, MODEL, PROTOCOL, RUN_ID, SEED, SPLIT, STATUS, STATUS_OK, VALUE, VARIANT, TASK, read_results
-from genbench.replicates import NotReplicates, check_replicates, dry_runs
+from genbench.replicates import NotReplicates, check_replicates, dry_runs, split_varies
 from genbench.summary import CELL_KEYS, aggregate, groups, keys, metric_info, row_label, summary_markdown
 
 _SOURCE = "_source"  # which run folder a row came from (overlap check only)
@@ -105,7 +105,7 @@ def _write_report(dirs: list[Path], out: Path, metrics: Sequence[str] | None,
                   plot_metrics: Sequence[str] | None, log: Callable[[str], None] | None = None) -> Path:
     df = load_runs(dirs)
     dry = bool(dry_runs(dirs))
-    agg = aggregate(df, metrics, rank=not dry)
+    agg = aggregate(df, metrics, rank=not dry, shared_images=not any(split_varies(d) for d in dirs))
     written = write_tables(agg, out / "tables")
     skipped: list[str] = []
     written += write_plots(agg, out / "plots", plot_metrics, model_colors(df[MODEL]), skipped)
@@ -255,11 +255,14 @@ def latex_table(agg: pd.DataFrame) -> str:
             text = text.replace("±", "\\pm")
             text = f"\\mathbf{{{text}}}" if r["best"] else text
             dagger = "^{\\dagger}" if r.get("beats_floor") is False else ""
+            dagger += "^{\\ddagger}" if r.get("flag") else ""
             cells.append(f"${text}{dagger}$")
         lines.append(" & ".join(cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}"]
     if (agg["beats_floor"] == False).any():  # noqa: E712 -- a nullable boolean column
         lines.append("% $^\\dagger$ not better than the best trivial floor of its column (baselines/floors.py)")
+    if agg["flag"].astype(bool).any():
+        lines.append("% $^\\ddagger$ degenerate by construction (results.csv's flag column says why)")
     return "\n".join(lines) + "\n"
 
 

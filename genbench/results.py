@@ -51,6 +51,8 @@ LATENT_DIM = "latent_dim"
 SEED = "seed"
 METRIC = "metric"
 VALUE = "value"
+CI_LOW = "ci_low"  # the cell's 95% bootstrap interval over its images (genbench.uncertainty); empty: none
+CI_HIGH = "ci_high"
 N_IMAGES = "n_images"
 FIT_SECONDS = "fit_seconds"
 EVAL_SECONDS = "eval_seconds"
@@ -58,17 +60,22 @@ INFER_SECONDS = "infer_seconds"  # inference seconds per image
 INFER_STEPS = "infer_steps"  # inference iterations used
 DEVICE = "device"
 STATUS = "status"
+FLAG = "flag"  # why a row is degenerate by construction (Task.degenerate), "" for none
 MESSAGE = "message"
 CONFIG_HASH = "config_hash"
 VERSIONS = "versions"
 
 COLUMNS = (
     RUN_ID, DATASET, MODEL, TASK, VARIANT, LEVEL_NAME, LEVEL, LEVEL_UNIT, PROTOCOL, SPLIT, LATENT_DIM, SEED,
-    METRIC, VALUE, N_IMAGES,
-    FIT_SECONDS, EVAL_SECONDS, INFER_SECONDS, INFER_STEPS, DEVICE, STATUS, MESSAGE, CONFIG_HASH, VERSIONS,
+    METRIC, VALUE, CI_LOW, CI_HIGH, N_IMAGES,
+    FIT_SECONDS, EVAL_SECONDS, INFER_SECONDS, INFER_STEPS, DEVICE, STATUS, FLAG, MESSAGE, CONFIG_HASH, VERSIONS,
 )  # fmt: skip
+#: columns added since the first tables: a table without them (an older run) is read, resumed and
+#: appended to with them empty (:func:`upgrade_rows`)
+ADDED_COLUMNS = (CI_LOW, CI_HIGH, FLAG)
+LEGACY_COLUMNS = tuple(c for c in COLUMNS if c not in ADDED_COLUMNS)
 INT_COLUMNS = (LATENT_DIM, SEED, N_IMAGES, INFER_STEPS)
-FLOAT_COLUMNS = (LEVEL, VALUE, FIT_SECONDS, EVAL_SECONDS, INFER_SECONDS)
+FLOAT_COLUMNS = (LEVEL, VALUE, CI_LOW, CI_HIGH, FIT_SECONDS, EVAL_SECONDS, INFER_SECONDS)
 STR_COLUMNS = tuple(c for c in COLUMNS if c not in INT_COLUMNS + FLOAT_COLUMNS)
 
 STATUS_OK = "ok"
@@ -88,7 +95,9 @@ class ResultRow:
     ok row a note on how its value was obtained (usually "").
     ``infer_seconds`` is inference time per image, ``infer_steps`` the inference iterations used.
     ``latent_dim`` is None for a method with no latent code; ``level``/``level_name``/``level_unit`` are the
-    variant's axis (None / "" for a variant on none).
+    variant's axis (None / "" for a variant on none). ``ci_low``/``ci_high``: the value's 95% bootstrap
+    interval over the cell's images (NaN where the metric has none, e.g. FID); ``flag``: why the row is
+    degenerate by construction ("" for a row that measures what it says).
     """
 
     run_id: str
@@ -105,6 +114,8 @@ class ResultRow:
     seed: int
     metric: str
     value: float
+    ci_low: float = float("nan")
+    ci_high: float = float("nan")
     n_images: int
     fit_seconds: float
     eval_seconds: float
@@ -112,6 +123,7 @@ class ResultRow:
     infer_steps: int
     device: str
     status: str = STATUS_OK
+    flag: str = ""
     message: str = ""
     config_hash: str
     versions: str
@@ -177,7 +189,10 @@ class ResultsWriter:
         if self.path.exists() and self.path.stat().st_size > 0:
             with self.path.open(newline="", encoding="utf-8") as f:
                 header = next(csv.reader(f), [])
-            if tuple(header) != COLUMNS:
+            if tuple(header) == LEGACY_COLUMNS:  # an older run's table: add the new columns, empty
+                raw = read_raw_rows(self.path)
+                rewrite_rows(self.path, raw.header, raw.rows)
+            elif tuple(header) != COLUMNS:
                 raise ValueError(
                     f"{self.path} has columns {header}, expected {list(COLUMNS)}; write to a new file instead"
                 )
@@ -239,12 +254,22 @@ class RawRows:
     header: list[str]
     rows: list[list[str]]
     torn: bool
+    upgraded: bool = False  # an older table's rows, given the added columns (empty)
+
+
+def upgrade_rows(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[list[str]]:
+    """Rows of a table with ``header`` (:data:`LEGACY_COLUMNS`) in :data:`COLUMNS` order, the added columns
+    empty; a row of another length (a torn one) is kept as it is, for the caller to drop."""
+    index = {c: i for i, c in enumerate(header)}
+    return [[row[index[c]] if c in index else "" for c in COLUMNS] if len(row) == len(header) else list(row)
+            for row in rows]
 
 
 def read_raw_rows(path: str | Path) -> RawRows | None:
     """Read ``results.csv`` as strings, tolerating a torn last line (a process killed mid-write): it is
     left out and ``torn`` is True. None when there is no file, or only a torn header (the file is then
-    removed: the table starts again). A header other than ``COLUMNS`` raises ``ValueError``."""
+    removed: the table starts again). An older table (:data:`LEGACY_COLUMNS`) comes back in ``COLUMNS``
+    order with ``upgraded`` True; any other header raises ``ValueError``."""
     path = Path(path)
     if not path.exists():
         return None
@@ -256,6 +281,8 @@ def read_raw_rows(path: str | Path) -> RawRows | None:
     if not records:  # killed while writing the header
         path.unlink()
         return None
+    if tuple(records[0]) == LEGACY_COLUMNS:
+        return RawRows(list(COLUMNS), upgrade_rows(records[0], records[1:]), text != original, upgraded=True)
     if tuple(records[0]) != COLUMNS:
         raise ValueError(f"{path} has columns {records[0]}, expected {list(COLUMNS)}")
     return RawRows(records[0], records[1:], text != original)
@@ -275,6 +302,9 @@ def read_results(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"no results file at {path}")
     raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for column in ADDED_COLUMNS:  # an older run's table: the columns it predates are empty
+        if column not in raw.columns:
+            raw[column] = ""
     missing = [c for c in COLUMNS if c not in raw.columns]
     if missing:
         raise ValueError(f"{path} is missing columns {missing}; expected {list(COLUMNS)}")

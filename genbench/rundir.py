@@ -168,7 +168,7 @@ class RunFolder:
         if expected_hash is not None:
             _check_hashes(self.path, {cell: by_cell[cell] for cell in finished}, col, expected_hash)
         kept = [row for row, cell in zip(raw.rows, cell_of) if cell in finished or cell in foreign]
-        if len(kept) != len(raw.rows) or raw.torn:
+        if len(kept) != len(raw.rows) or raw.torn or raw.upgraded:
             rewrite_rows(self.results_csv, raw.header, kept)
         return finished
 

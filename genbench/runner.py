@@ -4,7 +4,7 @@ It is the only place that seeds and picks the device (STYLE.md 11), and it does 
 model and task (what runs is planned in :mod:`genbench.planning`, where files go is
 :mod:`genbench.rundir`, where cells run is :mod:`genbench.executors`):
 
-1. load the data once and move it to the device;
+1. load the data once (per seed when the split varies with it: :mod:`genbench.rundata`) onto the device;
 2. per (task, variant, seed) build one operator (its seed derived from the run seed, so every
    model sees the same masks / projection matrix) and observe each split once, on its own
    random stream (train, test, negative);
@@ -40,19 +40,20 @@ from torch import Tensor
 
 from genbench import capacity, plots
 from genbench.config import ConfigError, RunConfig, resolve_device
-from genbench.data import load_data
 from genbench.errors import error_text
 from genbench.model import DivergenceError, LatentModel, hashed_config
 from genbench.operators import Identity, Observations, Operator
 from genbench.planning import (DRY_RUN_EVAL, SPLIT_STREAMS, Cell, CellResult, Job, cell_model_config, derive_seed,
-                               effective_data_config, fit_groups, fit_key, plan_cells, shared_fit_warnings)
+                               fit_groups, fit_key, plan_cells)
 from genbench.progress import Progress
 from genbench.registry import EXECUTORS, ModelSpec, RegistryError, get_model, get_task, loaded_plugins
 from genbench.results import (STATUS_FAILED, STATUS_OK, STATUS_UNSUPPORTED, ResultRow, ResultsWriter, config_hash,
                               versions_string)
+from genbench.dataconfig import data_settings
+from genbench.rundata import RunData
 from genbench.rundir import RunFolder, check_out_dir, saved_run
 from genbench.runlock import RunLock
-from genbench.task import DataView, EvalContext, SplitResult, Task, Variant
+from genbench.task import EvalContext, SplitResult, Task
 from genbench.timelimit import CellTimeout, time_limit
 from genbench.worker import run_group_in_worker
 
@@ -71,18 +72,6 @@ class RunSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (cell label, message)
     n_skipped: int = 0  # cells a resumed run found finished
     seconds: float = 0.0
-
-
-@dataclass
-class _Data:
-    """The loaded data of a run, on its device, and every task's variants for its image shape."""
-
-    data_config: Any
-    image_shape: tuple[int, int, int]
-    splits: dict[str, Tensor]
-    variants: dict[str, list[Variant]]
-    view: DataView  # what a task that trains a helper of its own sees (EvalContext.data)
-    used: dict[str, Any]  # the images each split holds (config.json's data_used)
 
 
 class Runner:
@@ -112,12 +101,11 @@ class Runner:
                 raise ConfigError(str(err)) from None
         self.n_eval = DRY_RUN_EVAL if config.dry_run else config.n_eval
         self.versions = versions_string()  # once: every row of the run carries it
-        self.data: _Data | None = None
+        self.data: RunData | None = None
         self.fit_count = 0  # fits actually run (a clean fit is shared by its cells; a checkpoint is loaded)
         self._fits: dict[tuple, tuple[LatentModel | None, float, str]] = {}
         self._fit_caches: dict[tuple, dict[Any, Any]] = {}  # EvalContext.fit_cache of each fit in memory
         self._finished: set[Cell] | None = None  # resuming: see finished_cells
-        self._obs: dict[tuple, tuple[Operator, dict[str, Observations]]] = {}
         self._sampled: set[tuple] = set()  # (model, d, seed) with samples kept
 
     @property
@@ -129,26 +117,7 @@ class Runner:
     # -- set-up -------------------------------------------------------------------------------------
     def prepare(self) -> None:
         """Load the data and check every variant, before anything is written (bad input fails here)."""
-        data_config = effective_data_config(self.config)
-        data = load_data(data_config)
-        variants: dict[str, list[Variant]] = {}
-        for name, task in self.tasks.items():
-            try:
-                variants[name] = task.variants(data.image_shape)
-            except ValueError as err:
-                raise ConfigError(f"task {name!r}: {err}") from None
-        splits = {s: getattr(data, s).to(self.device) for s in SPLIT_STREAMS}
-        used = {f"n_{s}": len(x) for s, x in splits.items()}
-        short = [f"{k} {n} (asked {getattr(data_config, k)})" for k, n in used.items()
-                 if getattr(data_config, k, None) is not None and n < getattr(data_config, k)]
-        for warning in shared_fit_warnings(self.config):
-            self.log(warning)
-        if short:
-            self.log(f"warning: {data_config.name} holds fewer images than asked: {', '.join(short)}; the run uses "
-                     f"what it holds (config.json: data_used)")
-        self.data = _Data(data_config, data.image_shape, splits, variants, DataView(
-            splits, {"train": data.train_labels, "test": data.test_labels},
-            config_hash(dataclasses.asdict(data_config))), {**used, "image_shape": list(data.image_shape)})
+        self.data = RunData(self.config, self.tasks, self.device, self.log)
         if not self.resuming:
             check_out_dir(self.config.out)
 
@@ -156,7 +125,7 @@ class Runner:
         """Every cell, grouped so that one clean fit serves all the cells that use it."""
         return plan_cells(self.config, self._prepared().variants)
 
-    def _prepared(self) -> _Data:
+    def _prepared(self) -> RunData:
         if self.data is None:
             self.prepare()
         return self.data
@@ -165,12 +134,10 @@ class Runner:
         """The ``config_hash`` of a cell's rows: everything that decides its numbers (data, model config,
         task parameters, variant and operator, images scored). ``op``: the cell's operator, if built."""
         data = self._prepared()
-        if op is None:
-            variant = next(v for v in data.variants[cell.task] if v.name == cell.variant)
-            op = variant.make_operator(data.image_shape, derive_seed(cell.seed, cell.task, cell.variant))
+        op = op or data.operator(cell.task, cell.variant, cell.seed)
         model_config = cell_model_config(get_model(cell.model), self.config, cell.latent_dim)
         return config_hash({
-            "data": dataclasses.asdict(data.data_config), "model": cell.model,
+            "data": data_settings(data.data_config(cell.seed)), "model": cell.model,
             "model_config": hashed_config(model_config), "task": cell.task, "params": self.tasks[cell.task].params,
             "variant": cell.variant, "operator": op.describe(), "n_eval": self.n_eval})
 
@@ -220,11 +187,11 @@ class Runner:
                                                             self.cell_hash)
         return self._finished
 
-    def _run(self, cells: list[Cell], data: _Data, finished: set[Cell] | None) -> RunSummary:
+    def _run(self, cells: list[Cell], data: RunData, finished: set[Cell] | None) -> RunSummary:
         """The sweep of :meth:`run`, holding the folder's lock; ``finished`` None: a new run folder."""
         if finished is None:
             self.folder.write_config({"run_id": self.run_id, **self.meta, "config": self.config.to_dict(),
-                                      "data_effective": dataclasses.asdict(data.data_config), "data_used": data.used,
+                                      "data_effective": dataclasses.asdict(data.base_config), "data_used": data.used,
                                       "device": str(self.device), "versions": self.versions})
             finished = set()
         writer = ResultsWriter(self.folder.results_csv)
@@ -284,11 +251,10 @@ class Runner:
     # -- one cell -----------------------------------------------------------------------------------
     def run_cell(self, cell: Cell) -> tuple[list[ResultRow], str, str]:
         """Fit (or reuse / load the fit), evaluate and score one cell: its rows, status and message."""
-        data = self._prepared()
         spec = get_model(cell.model)
         task = self.tasks[cell.task]
-        variant = next(v for v in data.variants[cell.task] if v.name == cell.variant)
-        op, observed = self._observations(cell, variant)
+        op, observed = self._prepared().observations(cell.task, cell.variant, cell.seed)
+        view = self._prepared().for_seed(cell.seed).view
         model_config = cell_model_config(spec, self.config, cell.latent_dim)
         cell_hash = self.cell_hash(cell, op)
         splits = task.splits[cell.protocol]
@@ -300,14 +266,15 @@ class Runner:
         if model is None:
             return self._rows(cell, splits, cell_hash, status=STATUS_FAILED, message=error,
                               fit_seconds=fit_seconds), STATUS_FAILED, error
-        clean = {s: self._eval_images(s) for s in splits if s in SPLIT_STREAMS}  # a task may add its own
+        clean = {s: self._eval_images(s, cell.seed) for s in splits if s in SPLIT_STREAMS}  # a task may add its own
         fk = fit_key(cell, spec, model_config)
         ctx = EvalContext(model=model, op=op, observed={s: observed[s][: len(x)] for s, x in clean.items()},
                           clean=clean, generator=torch.Generator(), device=self.device, clock=self._clock,
                           fit_cache=self._fit_caches.setdefault(fk.key, {}),
-                          fit_seed=derive_seed(*fk.seed_parts, "evaluate"), seed=cell.seed, data=data.view)
-        data.view.folder = self.run_dir / "checkpoints" if self.folder and self.config.checkpoints else None
+                          fit_seed=derive_seed(*fk.seed_parts, "evaluate"), seed=cell.seed, data=view)
+        view.folder = self.run_dir / "checkpoints" if self.folder and self.config.checkpoints else None
         rows: list[ResultRow] = []
+        nan2, flag = (math.nan, math.nan), task.degenerate(op, cell.protocol, spec.capabilities)
         for i, split in enumerate(splits):
             seed = derive_seed(cell.seed, cell.model, cell.latent_dim, cell.task, cell.variant, cell.protocol,
                                split)
@@ -325,6 +292,8 @@ class Runner:
             rows += [self._row(cell, split, cell_hash, metric=m, value=result.scores.get(m, math.nan),
                                n_images=result.n_images, fit_seconds=fit_seconds, eval_seconds=eval_seconds,
                                infer_seconds=result.infer_seconds, infer_steps=result.infer_steps,
+                               ci_low=result.intervals.get(m, nan2)[0], ci_high=result.intervals.get(m, nan2)[1],
+                               flag=flag if m in result.scores else "",
                                **({"message": result.notes.get(m, "")} if m in result.scores else
                                   {"status": STATUS_UNSUPPORTED, "message": result.unsupported[m]}))
                      for m in task.metrics_for(split)]
@@ -342,23 +311,9 @@ class Runner:
         if bad:
             raise DivergenceError(f"non-finite {', '.join(bad)} on the {split} split")
 
-    def _eval_images(self, split: str) -> Tensor:
-        x = self._prepared().splits[split]
+    def _eval_images(self, split: str, seed: int) -> Tensor:
+        x = self._prepared().splits(seed)[split]
         return x if self.n_eval is None else x[: self.n_eval]
-
-    def _observations(self, cell: Cell, variant: Variant) -> tuple[Operator, dict[str, Observations]]:
-        """The operator of (task, variant, seed) and each split observed once through it."""
-        key = (cell.task, cell.variant, cell.seed)
-        if key not in self._obs:
-            data = self._prepared()
-            op = variant.make_operator(data.image_shape, derive_seed(cell.seed, cell.task, cell.variant))
-            observed = {}
-            for split, stream in SPLIT_STREAMS.items():
-                op.reset(stream)
-                observed[split] = op.observe(data.splits[split])
-            self._obs = {k: v for k, v in self._obs.items() if k[2] == cell.seed}  # memory: one seed
-            self._obs[key] = (op, observed)
-        return self._obs[key]
 
     def _fit(self, cell: Cell, spec: ModelSpec, model_config: Any,
              observed: dict[str, Observations]) -> tuple[LatentModel | None, float, str]:
@@ -370,7 +325,7 @@ class Runner:
             if loaded is not None:
                 self._fits[fk.key] = (*loaded, "")
             else:
-                train = (Identity(seed=cell.seed).observe(self._prepared().splits["train"]) if fk.clean
+                train = (Identity(seed=cell.seed).observe(self._prepared().splits(cell.seed)["train"]) if fk.clean
                          else observed["train"])
                 self._fits[fk.key] = self._fit_now(spec, model_config, fk.key, fk.seed_parts, train)
         model, seconds, error = self._fits[fk.key]
@@ -414,7 +369,7 @@ class Runner:
         """Prior samples and interpolations between the inferred codes of test images (seeded here)."""
         if model.capabilities.latent_code:
             torch.manual_seed(derive_seed(cell.seed, cell.model, cell.latent_dim, "samples"))
-            plots.keep_samples(self.run_dir, model, self._prepared().splits["test"], Identity(seed=cell.seed),
+            plots.keep_samples(self.run_dir, model, self._prepared().splits(cell.seed)["test"], Identity(seed=cell.seed),
                                model=cell.model, latent_dim=cell.latent_dim, seed=cell.seed)
 
     def _clock(self) -> float:
@@ -424,7 +379,7 @@ class Runner:
 
     # -- rows ---------------------------------------------------------------------------------------
     def _row(self, cell: Cell, split: str, cell_hash: str, **values: Any) -> ResultRow:
-        variant = next(v for v in self._prepared().variants[cell.task] if v.name == cell.variant)
+        variant = self._prepared().variant(cell.task, cell.variant)
         return ResultRow(run_id=self.run_id, dataset=self.config.data.name, model=cell.model,
                          task=cell.task, variant=cell.variant, level_name=variant.level_name or "",
                          level=variant.level, level_unit=variant.level_unit if variant.level_name else "",

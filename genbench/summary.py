@@ -25,14 +25,17 @@ import pandas as pd
 from genbench.fsutil import write_text
 from genbench.metrics import Metric, unregistered_metric
 from genbench.registry import METRICS
-from genbench.results import (CELL_KEYS, DATASET, LATENT_DIM, LEVEL, LEVEL_NAME, LEVEL_UNIT, MESSAGE, METRIC, MODEL,
+from genbench.uncertainty import seed_interval
+from genbench.results import (CELL_KEYS, CI_HIGH, CI_LOW, DATASET, FLAG, LATENT_DIM, LEVEL, LEVEL_NAME, LEVEL_UNIT, MESSAGE, METRIC, MODEL,
                               PROTOCOL, RUN_ID, SEED, SPLIT, STATUS, STATUS_OK, TASK, VALUE, VARIANT)
 
 #: columns of :func:`aggregate`'s table (``tables/aggregated.csv``)
 AGG_COLUMNS = (DATASET, TASK, METRIC, MODEL, LATENT_DIM, VARIANT, LEVEL_NAME, LEVEL, LEVEL_UNIT, PROTOCOL, SPLIT,
-               "mean", "std", "count", "seeds", "best", "beats_floor")
+               "mean", "std", "count", "seeds", "ci_low", "ci_high", "best", "beats_floor", FLAG)
 #: the footnote of a value that does not beat its column's best floor (baselines/floors.py)
 FLOOR_MARK = "†"
+#: the footnote of a value that is degenerate by construction (results.csv's flag; Task.degenerate)
+DEGENERATE_MARK = "‡"
 PIVOT_INDEX = (MODEL, LATENT_DIM)
 PIVOT_COLUMNS = (TASK, VARIANT, PROTOCOL, SPLIT)
 Stat = Literal["mean", "std", "count"]
@@ -63,11 +66,14 @@ def row_label(model: str, latent_dim: object) -> str:
 
 
 # ------------------------------------------------------------------------------------ aggregation
-def aggregate(df: pd.DataFrame, metrics: Sequence[str] | None = None, *, rank: bool = True) -> pd.DataFrame:
+def aggregate(df: pd.DataFrame, metrics: Sequence[str] | None = None, *, rank: bool = True,
+              shared_images: bool = True) -> pd.DataFrame:
     """The ``ok`` rows aggregated over seeds: columns :data:`AGG_COLUMNS`.
 
     ``mean`` and sample ``std`` (ddof=1; NaN for one value) over seeds, ``count`` values averaged,
-    ``seeds`` space-separated, ``best`` True for the best mean of its (dataset, task, metric, variant,
+    ``seeds`` space-separated, ``ci_low``/``ci_high`` the 95% interval of the mean over seeds and images
+    (:func:`genbench.uncertainty.seed_interval`; ``shared_images``: every seed scored the same images, no
+    ``data.vary_split``; NaN for a metric without per-cell intervals and one seed), ``flag`` why the cell is degenerate by construction ("" for none), ``best`` True for the best mean of its (dataset, task, metric, variant,
     protocol, split) column by the metric's direction (ties all True; NaN is never best), ``beats_floor``
     whether the mean is strictly better than the best trivial floor of its column (models whose
     ``capabilities.floor`` is set: ``zero``, ``mean-image``, ``naive-inverse``; empty for the floors
@@ -83,13 +89,18 @@ def aggregate(df: pd.DataFrame, metrics: Sequence[str] | None = None, *, rank: b
             cells = rows[rows[METRIC] == metric].groupby(list(CELL_KEYS), sort=False, dropna=False)
             stats = cells[VALUE].agg(["mean", "std", "count"])
             stats["seeds"] = cells[SEED].agg(lambda s: " ".join(map(str, sorted(set(s)))))
+            intervals = cells[[VALUE, CI_LOW, CI_HIGH]].apply(lambda c: seed_interval(
+                c[VALUE], c[CI_LOW], c[CI_HIGH], shared_images=shared_images))
+            stats["ci_low"], stats["ci_high"] = intervals.str[0], intervals.str[1]
+            stats[FLAG] = cells[FLAG].agg(lambda f: next((x for x in f if x), ""))
             stats = stats.reset_index()
             stats[DATASET], stats[TASK], stats[METRIC] = dataset, task, metric
-            column = stats.groupby([VARIANT, PROTOCOL, SPLIT], sort=False, dropna=False)["mean"]
-            best = column.transform("max" if metric_info(metric).higher_is_better else "min")
             # rank=False (a dry run): nothing is best; nor is anything on the out-of-domain split, unless the metric
             # is one of out-of-domain detection (a lower error on faces is not "better" for a digit model)
-            ranked = (stats[SPLIT] != "negative") | metric_info(metric).ranks_negative
+            ranked = ((stats[SPLIT] != "negative") | metric_info(metric).ranks_negative) & (stats[FLAG] == "")
+            best = stats["mean"].where(ranked).groupby([stats[VARIANT], stats[PROTOCOL], stats[SPLIT]], sort=False,
+                                                      dropna=False).transform(
+                "max" if metric_info(metric).higher_is_better else "min")
             stats["best"] = (stats["mean"] == best) & ranked & rank
             stats["beats_floor"] = _beats_floor(stats, metric_info(metric).higher_is_better)
             parts.append(stats[list(AGG_COLUMNS)])
@@ -159,7 +170,7 @@ def metric_table(agg: pd.DataFrame) -> str:
     row_keys = keys(agg, [MODEL, LATENT_DIM])
     cell = {(r[MODEL], _na(r[LATENT_DIM]), r[VARIANT], r[PROTOCOL], r[SPLIT]): r for r in agg.to_dict("records")}
     body = []
-    marked = False
+    marked, flags = False, set()
     for model, d in row_keys:
         cells = [row_label(model, d)]
         for ck in col_keys:
@@ -172,6 +183,9 @@ def metric_table(agg: pd.DataFrame) -> str:
             if r.get("beats_floor") is False:
                 text += f" {FLOOR_MARK}"
                 marked = True
+            if r.get(FLAG):
+                text += f" {DEGENERATE_MARK}"
+                flags.add(str(r[FLAG]))
             cells.append(text)
         body.append(cells)
     header = ["model"] + [" / ".join(str(p) for p in ck) for ck in col_keys]
@@ -180,6 +194,8 @@ def metric_table(agg: pd.DataFrame) -> str:
         floors = ", ".join(sorted(floor_models(list(pd.unique(agg[MODEL])))))
         table += (f"\n\n{FLOOR_MARK} not better than the best trivial floor of its column ({floors}: "
                   f"baselines/floors.py): the row measures no learning there.")
+    for flag in sorted(flags):
+        table += f"\n\n{DEGENERATE_MARK} {flag} (computed, never ranked)."
     return table
 
 

@@ -148,7 +148,8 @@ class SplitResult:
     """A task's evaluation of one split: a value per metric it names (or, in ``unsupported``, why this
     model has none: those rows get ``status=unsupported`` and the message), how many images, inference
     time per image and steps, optionally the recovery (kept as a few images for the grids), and in
-    ``notes`` a message for a scored row (how the value was obtained, e.g. "a lower bound")."""
+    ``notes`` a message for a scored row (how the value was obtained, e.g. "a lower bound"), in
+    ``intervals`` the bootstrap interval over images of the metrics that have one."""
 
     scores: dict[str, float]
     n_images: int
@@ -157,6 +158,8 @@ class SplitResult:
     recovery: tuple[Observations, Tensor, Tensor] | None = field(default=None, repr=False)  # (obs, x, x_hat)
     unsupported: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    #: a metric's 95% bootstrap interval over the split's images (genbench.uncertainty), where it has one
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 class Task(ABC):
@@ -201,6 +204,18 @@ class Task(ABC):
         (a split need not be a data split: a task may name one of its own, e.g. data it simulates)."""
         return self.metric_names()
 
+    def degenerate(self, op: Operator, protocol: str, capabilities: Any) -> str:
+        """Why a cell is degenerate by construction ("" when it is not): its rows are computed, and
+        ``results.csv``'s ``flag`` column, ``summary.md`` and the plots mark them. By default: learning
+        from observations through one shared linear map with a null space (``op.shared_null_space``) by a
+        model that cannot learn that null space (``capabilities.learns_null_space`` False: PCA, RBM, DBN)."""
+        if (protocol == LEARN_FROM_CORRUPTED and op.shared_null_space and capabilities.learns
+                and not capabilities.learns_null_space):
+            return (f"degenerate: learned from one {op.name} shared by every image, so this linear or pixel-wise "
+                    f"model never sees the null space of A; the row measures the architecture (about A⁺y), "
+                    f"not learning")
+        return ""
+
 
 class RecoveryTask(Task):
     """A task scored on the model's recovery of observed images: every registered metric it names
@@ -214,14 +229,27 @@ class RecoveryTask(Task):
         obs, x = ctx.observed[split], ctx.clean[split]
         x_hat, seconds = ctx.reconstruct(split)
         recovery = Recovery(x, x_hat, self.scored_region(obs))
-        scores = {m: get_metric(m).score(recovery) for m in self.metrics_for(split)
-                  if get_metric(m).needs == "recovery"}
-        return SplitResult(scores, len(x), seconds / len(x), ctx.model.infer_steps, (obs, x, x_hat))
+        metrics = [get_metric(m) for m in self.metrics_for(split) if get_metric(m).needs == "recovery"]
+        scores = {m.name: m.score(recovery) for m in metrics}
+        return SplitResult(scores, len(x), seconds / len(x), ctx.model.infer_steps, (obs, x, x_hat),
+                           intervals=recovery_intervals(recovery, metrics, ctx.generator.initial_seed()))
 
     def score(self, obs: Observations, x: Tensor, x_hat: Tensor) -> dict[str, float]:
         """The metrics of one recovery (the same numbers :meth:`evaluate` reports)."""
         recovery = Recovery(x, x_hat, self.scored_region(obs))
         return {m: get_metric(m).score(recovery) for m in self.metric_names()}
+
+
+def recovery_intervals(recovery: Recovery, metrics: Sequence[Any], seed: int) -> dict[str, tuple[float, float]]:
+    """The bootstrap interval over images of each metric that declares its per-image parts, from one
+    set of resamples seeded by ``seed`` (genbench.uncertainty)."""
+    from genbench.uncertainty import bootstrap_weights, ratio_interval
+
+    metrics = [m for m in metrics if m.per_image is not None]
+    if not metrics or len(recovery.x) == 0:
+        return {}
+    weights = bootstrap_weights(len(recovery.x), seed)
+    return {m.name: ratio_interval(*m.per_image(recovery, m.region), weights) for m in metrics}
 
 
 def number_list(value: Any, name: str, kind: type) -> list:

@@ -38,6 +38,7 @@ import dataclasses
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
 from genbench.ais import ais_log_likelihood, bdmc
@@ -119,6 +120,7 @@ class Likelihood(Task):
         t0 = ctx.clock()
         scores: dict[str, float] = {}
         notes: dict[str, str] = {}
+        iwae_nll = None
         if density.binary is not None:
             nll = -density.binary(obs.y, generator, n_steps=p["rbm_steps"], n_runs=p["rbm_runs"],
                                   n_samples=p["dbn_samples"]).double().cpu()
@@ -139,16 +141,19 @@ class Likelihood(Task):
                 notes[NLL] = notes[BPD] = density.note
             unsupported = {BINARY_NLL: f"{name} is a density on continuous pixels (see nll), not on binary ones"}
             if density.iwae is not None:
-                scores[IWAE_NLL] = float(-density.iwae(obs, p["iwae_k"], generator).double().mean())
+                iwae_nll = -density.iwae(obs, p["iwae_k"], generator).double().cpu()
+                scores[IWAE_NLL] = float(iwae_nll.mean())
             elif density.exact is not None:
                 unsupported[IWAE_NLL] = "exact density: no bound needed"
             else:
                 unsupported[IWAE_NLL] = f"{name} has no encoder to propose from"
         seconds = ctx.clock() - t0
+        intervals = _intervals(scores, nll, iwae_nll, dims, derive_seed(ctx.fit_seed, self.name, split, "bootstrap"))
         ctx.fit_cache[(self.name, "per-image nll", split)] = nll
         if split == "negative":
             scores.update(ood_scores(ctx.fit_cache[(self.name, "per-image nll", "test")], nll))
-        return SplitResult(scores, len(obs), seconds / len(obs), 0, unsupported=unsupported, notes=notes)
+        return SplitResult(scores, len(obs), seconds / len(obs), 0, unsupported=unsupported, notes=notes,
+                           intervals=intervals)
 
     def _bdmc(self, ctx: EvalContext, density: Any, wanted: tuple[str, ...],
               generator: torch.Generator) -> SplitResult:
@@ -163,3 +168,19 @@ class Likelihood(Task):
         seconds = ctx.clock() - t0
         return SplitResult({BDMC_GAP: float(result.gap)}, p["bdmc_images"], seconds / p["bdmc_images"], 0,
                            notes={BDMC_GAP: density.note} if density.note else {})
+
+
+def _intervals(scores: dict[str, float], nll: torch.Tensor, iwae_nll: torch.Tensor | None, dims: int,
+               seed: int) -> dict[str, tuple[float, float]]:
+    """Bootstrap intervals over the images of the per-image means (nll, bits/dim, IWAE), one resample set."""
+    from genbench.uncertainty import bootstrap_weights, ratio_interval
+
+    weights = bootstrap_weights(len(nll), seed)
+    ones = np.ones(len(nll))
+    out = {}
+    for name, values in ((BINARY_NLL, nll), (NLL, nll), (IWAE_NLL, iwae_nll)):
+        if name in scores and values is not None:
+            out[name] = ratio_interval(values.numpy(), ones, weights)
+    if NLL in out:
+        out[BPD] = tuple((v + dims * math.log(127.5)) / (dims * math.log(2)) for v in out[NLL])
+    return out

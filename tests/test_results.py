@@ -34,7 +34,8 @@ def test_row_fields_are_the_columns_in_order():
 
 def test_writer_writes_header_once_and_round_trips(tmp_path):
     path = tmp_path / "run" / "results.csv"
-    first = [_row(metric="mae", value=0.1 + 0.2), _row(metric="psnr", value=float("nan"))]
+    first = [_row(metric="mae", value=0.1 + 0.2, ci_low=0.25, ci_high=0.35, flag="degenerate: why"),
+             _row(metric="psnr", value=float("nan"))]
     second = [_row(seed=1, value=1 / 3, status="failed", message="boom")]
     ResultsWriter(path).append(first)
     ResultsWriter(path).append(second)  # a new writer on an existing file (a resumed run) appends
