@@ -32,6 +32,7 @@ from torch import Tensor
 
 from genbench.model import ReferenceConfig, ReferenceMethod, require
 from genbench.operators import BlockMask, Observations, PixelMask, RandomProjection
+from genbench.space import FloatRange
 from genbench.registry import register_model
 
 
@@ -67,6 +68,9 @@ class LassoDCTConfig(ReferenceConfig):
     basis: str = "dct"           # "dct" (CSGM's baseline) or "pixel" (sparse, non-negative pixels: digits)
     max_iter: int = 2000         # coordinate-descent sweeps
     tol: float = 1e-4
+
+    # what the tuner searches (genbench.tuning; the default lies inside the range)
+    search_space = {"alpha": FloatRange(1e-5, 1e-1, log=True)}
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -69,6 +69,7 @@ from genbench.generator_model import FitState, GeneratorConfig, GeneratorModel
 from genbench.inference import csgm_invert
 from genbench.model import Capabilities, check_finite, frozen, progress, require
 from genbench.operators import ImageShape, Observations
+from genbench.space import FloatRange, IntRange
 from genbench.registry import register_model
 
 
@@ -84,6 +85,10 @@ class DCGANConfig(GeneratorConfig):
     infer_steps: int = 100        # Adam steps on z per restart
     infer_step_size: float = 0.1  # Adam's learning rate on z
     restarts: int = 2             # random starts per image; the best final objective is kept
+
+    # what the tuner searches (genbench.tuning; the default lies inside every range)
+    search_space = {"lr": FloatRange(5e-5, 1e-3, log=True), "n_epochs": IntRange(20, 100, step=20),
+                    "infer_step_size": FloatRange(0.03, 0.3, log=True), "restarts": IntRange(1, 4)}
 
     def __post_init__(self) -> None:
         super().__post_init__()

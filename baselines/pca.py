@@ -77,6 +77,7 @@ from torch import Tensor
 
 from genbench.model import Capabilities, LatentModel, ModelConfig, check_finite
 from genbench.operators import Observations, Operator
+from genbench.space import FloatRange
 from genbench.registry import register_model
 
 _DTYPE = torch.float64   # fitted state and linear algebra; operators run in the data's dtype
@@ -92,6 +93,9 @@ class PCAConfig(ModelConfig):
     em_iters: int = 50        # EM rounds when the images are not observed whole
     tol: float = 1e-4         # stop EM when ||x_new - x|| / ||x|| of the recovered images is below
     eval_batch_size: int = 500
+
+    # what the tuner searches (genbench.tuning; the default lies inside the range)
+    search_space = {"ridge": FloatRange(0.0, 2.0)}
 
     def __post_init__(self) -> None:
         super().__post_init__()

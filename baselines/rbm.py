@@ -87,6 +87,7 @@ from torch import Tensor
 from baselines.rbm_layer import Imputer, RBMLayer, down, train_layer, up
 from genbench.model import Capabilities, LatentModel, ModelConfig, check_finite
 from genbench.operators import Observations, gaussian_nll
+from genbench.space import Choice, FloatRange, IntRange
 from genbench.registry import register_model
 
 __all__ = ["RBM", "RBMConfig", "RBMLayer", "clamped_mean_field", "projected_gradient", "projection_objective",
@@ -121,6 +122,11 @@ class RBMConfig(ModelConfig):
     em_iters: int = 3                 # E-step recovery iterations per batch when learning from corrupted data
     sample_steps: int = 1000          # Gibbs steps of sample()
     eval_batch_size: int = 1000
+
+    # what the tuner searches (genbench.tuning; the default lies inside every range; DBNConfig inherits it)
+    search_space = {"lr": FloatRange(0.01, 0.3, log=True), "n_epochs": IntRange(20, 100, step=10),
+                    "cd_k": IntRange(1, 10), "weight_decay": FloatRange(1e-4, 1e-2, log=True),
+                    "persistent": Choice((False, True))}
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -65,6 +65,7 @@ from genbench.generator_model import FitState, GeneratorConfig, GeneratorModel
 from genbench.inference import langevin
 from genbench.model import Capabilities, check_finite, frozen, progress, require
 from genbench.operators import ImageShape, Observations, gaussian_nll
+from genbench.space import FloatRange, IntRange
 from genbench.registry import register_model
 
 
@@ -81,6 +82,9 @@ class VAEConfig(GeneratorConfig):
     infer_steps: int = 0            # > 0: ABP-style iterative inference from the encoder mean
     infer_step_size: float = 0.07   # Langevin / gradient step size delta (0.1 oscillates on 28x28)
     infer_noise: bool = False       # True: Langevin with noise; False: gradient descent on z
+
+    # what the tuner searches (genbench.tuning; the default lies inside every range)
+    search_space = {"lr": FloatRange(3e-4, 1e-2, log=True), "n_epochs": IntRange(30, 150, step=15)}
 
     def __post_init__(self) -> None:
         super().__post_init__()

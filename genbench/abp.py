@@ -54,6 +54,7 @@ from genbench.generator_model import FitState, GeneratorConfig, GeneratorModel
 from genbench.inference import langevin
 from genbench.model import Capabilities, check_finite, frozen, progress, require
 from genbench.operators import ImageShape, Observations, gaussian_nll
+from genbench.space import FloatRange, IntRange
 from genbench.registry import register_model
 
 __all__ = ["ABP", "ABPConfig", "langevin"]  # langevin lives in genbench.inference
@@ -79,6 +80,11 @@ class ABPConfig(GeneratorConfig):
     # statistics: each image's chain is the per-image posterior Langevin of the paper's model).
     # The learning step always uses batch statistics. docs/abp_tuning.md measures both.
     langevin_bn: str = "train"
+
+    # what the tuner searches (genbench.tuning; the default lies inside every range)
+    search_space = {"lr": FloatRange(1e-3, 1e-2, log=True), "n_epochs": IntRange(10, 60, step=10),
+                    "langevin_steps": IntRange(1, 10), "step_size": FloatRange(0.03, 0.3, log=True),
+                    "infer_step_size": FloatRange(0.03, 0.3, log=True)}
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -40,7 +40,7 @@ from genbench.registry import RegistryError, load_plugins, loaded_plugins, plugi
 
 PROG = "run_benchmarks.py"
 EXECUTORS_BUILTIN = ("local", "processes", "ray")  # genbench.executors registers these (checked in tests/test_cli_start.py)
-COMMANDS = ("run", "list", "report")
+COMMANDS = ("run", "list", "report", "tune")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Compare latent generative models on one backbone and one set "
                 "of recovery tasks; writes results/<run_id>/{results.csv, summary.md, config.json}.",
                 epilog="Commands: 'list' shows models, tasks, datasets and presets; 'report RUN_DIR... "
-                "[--out DIR]' rewrites summary.md, tables/ and plots/ from results.csv. Config flows: "
+                "[--out DIR]' rewrites summary.md, tables/ and plots/ from results.csv; 'tune' searches every "
+                "model's hyper-parameters with an equal budget (tune --help). Config flows: "
                 "dataclass defaults -> --preset -> --config -> flags -> --set.")
     p.add_argument("--preset", choices=sorted(presets),
                    help="preset config shipped with genbench (default: quick)")
@@ -289,6 +290,55 @@ def cmd_report(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_tune(argv: Sequence[str]) -> int:
+    from genbench.tuning import TuneSettings, models_of, resume_settings, tune
+
+    p = _Parser(prog=f"{PROG} tune", description="Tune every model with the same budget: each searches its "
+                "declared space (Optuna TPE) with the same number of trials and wall-clock seconds, fitted on "
+                "part of the training images and scored on the rest (never on test images). Writes "
+                "<out>/tune-<id>/ with tuned.yaml (use it with --config), tuning.md and trials.csv.")
+    p.add_argument("--preset", choices=sorted(available_presets()), help="the config the search starts from "
+                   "(default: default); its model settings are the defaults and the fixed fields")
+    p.add_argument("--config", metavar="FILE.yaml", help="a YAML file of config keys, applied after the preset")
+    p.add_argument("--models", type=_csv_list(str), metavar="A,B", help="models to tune (default: the preset's "
+                   "learned models)")
+    p.add_argument("--dataset", metavar="NAME", help="dataset (its training split only is read)")
+    p.add_argument("--latent-dim", type=int, default=10, metavar="D", help="latent dim of the fits (default 10)")
+    p.add_argument("--trials", type=int, default=20, help="trials per model (default 20; trial 0 is the default)")
+    p.add_argument("--budget", type=float, default=1800.0, metavar="SECONDS",
+                   help="wall-clock seconds per model (default 1800); no trial starts after it")
+    p.add_argument("--objective", default="reconstruction", metavar="TASK[:VARIANT[:PROTOCOL]]",
+                   help="what is scored, e.g. reconstruction, inpainting:block-14:learn-from-corrupted, "
+                   "projection:k-100 (default: reconstruction)")
+    p.add_argument("--metric", default="mae", help="the objective's metric (default mae)")
+    p.add_argument("--validation-fraction", type=float, default=0.2, metavar="F",
+                   help="share of the training images held out for scoring (default 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the split, the sampler and the fits (default 0)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--out", metavar="DIR", help="where the tuning folder is written (default: results)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set data.n_train=2000")
+    p.add_argument("--resume", metavar="TUNE_DIR", help="continue a killed search: its finished trials and the "
+                   "rest of each model's budget (other options are not used)")
+    args = p.parse_args(argv)
+    log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    if args.resume:
+        from genbench.config import build_run_config
+
+        tree, settings, command = resume_settings(Path(args.resume))
+        tune(build_run_config(tree), settings, folder=Path(args.resume), command=command, log=log)
+        return 0
+    config = resolve_config(args.preset or "default", args.config,
+                            {"models": args.models, "data.name": args.dataset, "device": args.device,
+                             "out": args.out}, args.overrides)
+    settings = TuneSettings(models=models_of(config, args.models), trials=args.trials, budget_seconds=args.budget,
+                            objective=args.objective, metric=args.metric, validation_fraction=args.validation_fraction,
+                            latent_dim=args.latent_dim, seed=args.seed)
+    folder = tune(config, settings, command=" ".join(shlex.quote(a) for a in [PROG, "tune", *argv]), log=log)
+    print((folder / "tuning.md").read_text(encoding="utf-8"))
+    return 0
+
+
 EXIT_IO = 74  # sysexits.h EX_IOERR: the run could not write its files
 
 
@@ -310,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rest[:1] == [command]:
             argv.remove(command)
             rest.pop(0)
-        return {"run": cmd_run, "list": cmd_list, "report": cmd_report}[command](
+        return {"run": cmd_run, "list": cmd_list, "report": cmd_report, "tune": cmd_tune}[command](
             argv if command == "run" else rest)  # run keeps --plugin (its parser knows it) in the recorded command
     except (ConfigError, RegistryError, DataError) as err:
         print(f"genbench: error: {err}", file=sys.stderr)
