@@ -62,6 +62,14 @@ __all__ = ["Runner", "RunSummary", "Cell", "derive_seed", "SPLIT_STREAMS", "reso
 
 
 _stderr: Log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731 -- sys.stderr at call time
+
+
+def _write_report(run_dirs: list[Path], log: Log) -> None:
+    from genbench.report import write_report  # matplotlib: only once there is a table
+
+    write_report(run_dirs, log=log)
+
+
 @dataclass
 class RunSummary:
     """What a run did: its folder, the cells and which of them failed."""
@@ -216,10 +224,8 @@ class Runner:
                          f"{self._describe(rows, status, message)} ({progress.finished()})")
         finally:
             summary.seconds = time.perf_counter() - start
-            if self.folder.results_csv.exists():
-                from genbench.report import write_report  # matplotlib: only once there is a table
-
-                self._keep(write_report, [self.run_dir], log=self.log)  # summary.md, tables/, plots/, grids/
+            if self.folder.results_csv.exists():  # summary.md, tables/, plots/, grids/
+                self._keep(_write_report, [self.run_dir], log=self.log)
         return summary
 
     def run_cells(self, cells: Sequence[Cell]) -> Iterator[CellResult]:
