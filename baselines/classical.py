@@ -64,7 +64,7 @@ class Biharmonic(ReferenceMethod):
 
 @dataclass(frozen=True)
 class LassoDCTConfig(ReferenceConfig):
-    alpha: float = 1e-3          # L1 weight of sklearn's Lasso (chosen on training images, see docs)
+    alpha: float = 1e-3          # L1 weight of sklearn's Lasso (tune it: `tune --objective projection:k-100`)
     basis: str = "dct"           # "dct" (CSGM's baseline) or "pixel" (sparse, non-negative pixels: digits)
     max_iter: int = 2000         # coordinate-descent sweeps
     tol: float = 1e-4

@@ -14,6 +14,9 @@ The objective is one task's variant under one protocol (``--objective reconstruc
 fits on the fit part of the training images (clean, or observed through the variant's operator for
 ``learn-from-corrupted``) and is scored by the task's own evaluation on the held-out part, observed
 through the same operator. A model whose spec shares another's fit (``vae-refine``) is tuned through it.
+With ``data.vary_split`` the search uses the split of the config's first seed: that seed's test images
+are never seen; other seeds' test images may have been training images of the search (hyper-parameters,
+not weights, carry that over: for a strict protocol, compare on the first seed or tune per seed).
 
 Writes ``<out>/tune-<timestamp>/``: ``tune.json`` (the settings and the command), ``trials.csv`` (every
 trial: model, number, state, value, seconds, parameters), ``tuned.yaml`` (the chosen configs: a config
@@ -107,7 +110,11 @@ def tune(config: RunConfig, settings: TuneSettings, *, folder: Path | None = Non
                                                  "command": command}, indent=2, default=str))
     from genbench.config import resolve_device
     device = resolve_device(config.device)
-    train = load_data(effective_data_config(config)).train  # the training split only: test is never read
+    data_config = effective_data_config(config)
+    if data_config.vary_split:  # the split of the run's first seed: its test images stay unseen
+        from genbench.rundata import split_seed
+        data_config = dataclasses.replace(data_config, seed=split_seed(data_config.seed, config.seeds[0]))
+    train = load_data(data_config).train  # the training split only: test is never read
     fit_x, val_x = validation_split(train, settings.validation_fraction, settings.seed)
     task = get_task(settings.objective.split(":")[0])(config.task.get(settings.objective.split(":")[0]))
     variant, protocol = parse_objective(settings.objective, task, tuple(train.shape[1:]))
