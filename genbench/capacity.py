@@ -1,8 +1,8 @@
 """Equal ``latent_dim`` is not equal capacity: what each fitted model holds, recorded per fit.
 
 For every fit a run makes, ``fits.jsonl`` in the run folder gets one line (:func:`record`): the model, its
-latent dim, seed and fit (clean, or a variant's), the number of learned numbers (``parameters``), the kind
-of latent code (``continuous``, ``binary``: the RBM's and DBN's top units, so ``latent_dim`` bits; ``none``:
+latent dim, seed and fit (clean, or a variant's), the number of learned numbers (``parameters``), its training curves
+(``history``: :func:`curves`, drawn by the report's training-curves plot), the kind of latent code (``continuous``, ``binary``: the RBM's and DBN's top units, so ``latent_dim`` bits; ``none``:
 a reference method) and the fit's seconds. The report turns them into ``tables/capacity.csv`` and a plot of
 the held-out reconstruction error against the parameter count.
 
@@ -51,12 +51,26 @@ def code_kind(model: Any) -> str:
     return "binary" if hasattr(model, "layers_") else "continuous"
 
 
+def curves(model: Any) -> dict[str, list[float]]:
+    """The fit's training curves from its ``history_``, by name: one per loss component of a network model
+    (per epoch), one per RBM layer (per epoch), PCA's EM relative change (per iteration); {} without one."""
+    history = getattr(model, "history_", None)
+    if not history:
+        return {}
+    name = getattr(model, "loss_name", "loss")
+    if hasattr(model, "layers_"):  # RBM / DBN: one list per layer
+        return {f"layer {i + 1}": [float(v) for v in c] for i, c in enumerate(history)}
+    if isinstance(history[0], (list, tuple)):  # several losses per epoch (e.g. a GAN's two)
+        return {f"{name} [{j}]": [float(e[j]) for e in history] for j in range(len(history[0]))}
+    return {name: [float(v) for v in history]}
+
+
 def record(run_dir: Path, dataset: str, key: tuple, model: Any, seconds: float) -> None:
     """Append one fit's line to ``<run_dir>/fits.jsonl`` (one write; a torn last line is skipped when read)."""
     name, config_hash, d, seed, *variant = key
     line = {"dataset": dataset, "model": name, "config_hash": config_hash, "latent_dim": d, "seed": seed,
             "fit": "/".join(variant) or "clean", "parameters": n_parameters(model), "code": code_kind(model),
-            "fit_seconds": round(float(seconds), 3)}
+            "fit_seconds": round(float(seconds), 3), "history": curves(model)}
     data = (json.dumps(line) + "\n").encode("utf-8")
     fd = os.open(Path(run_dir) / FITS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:

@@ -311,10 +311,11 @@ def _tradeoff(rows: pd.DataFrame, style: _Style, x: tuple, y: tuple) -> Figure |
 
 
 def _panels(n_rows: int, n_cols: int, width: float, height: float) -> tuple[Figure, np.ndarray]:
-    """A figure of ``n_rows x n_cols`` panels (axes[i, j]); a single column is laid out as one row instead."""
+    """A figure of ``n_rows x n_cols`` panels (axes[i, j]) sharing the y-axis within each row; a single column
+    is laid out as one row instead."""
     shape = (1, n_rows) if n_cols == 1 else (n_rows, n_cols)
     fig = Figure(figsize=(max(6.5, 2.0 + width * shape[1]), 1.0 + height * shape[0]), layout="constrained")
-    axes = fig.subplots(*shape, squeeze=False)
+    axes = fig.subplots(*shape, squeeze=False, sharey="row")  # one y-range per row of panels: comparable by eye
     return fig, (axes.T if n_cols == 1 else axes)
 
 

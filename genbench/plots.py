@@ -8,8 +8,10 @@ linear / spherical interpolations between the inferred codes of test images (as 
 paper's figures). :func:`write_grids` turns them into PNGs under ``grids/``:
 
 - ``grids/recoveries/<task>__<variant>__<protocol>__<split>__d<d>__s<seed>.png``: rows
-  "original", "observed", then one row per model, side by side (a method without a latent code
-  joins the grid of every latent dim);
+  "original", "observed" (occluded pixels in :data:`OCCLUDED_COLOUR`), then one row per model, side
+  by side (a method without a latent code joins the grid of every latent dim); the test split, and
+  for learn-from-corrupted cells also the training split (the images the model learned from, the
+  ABP paper's table);
 - ``grids/samples/<model>__d<d>__s<seed>.png``: 64 prior samples;
 - ``grids/samples-side-by-side/d<d>__s<seed>.png``: every model's first :data:`N_SIDE` samples, one labelled
   row per model, in the order of the run's config;
@@ -99,8 +101,10 @@ def keep_recoveries(run_dir: Path, obs, x: Tensor, x_hat: Tensor, **keys: object
     """Keep the first :data:`N_KEEP` images of a scored split: the clean images, their observation
     (the operator's naive inverse) and the recovery."""
     n = min(N_KEEP, len(x))
-    return keep_images(run_dir, "recoveries", {"x": x[:n], "observed": obs[:n].naive_inverse(),
-                                               "x_hat": x_hat[:n]}, **keys)
+    kept = {"x": x[:n], "observed": obs[:n].naive_inverse(), "x_hat": x_hat[:n]}
+    if obs.occluded() is not None:
+        kept["occluded"] = obs[:n].occluded()  # the grid paints these in OCCLUDED_COLOUR
+    return keep_images(run_dir, "recoveries", kept, **keys)
 
 
 def keep_samples(run_dir: Path, fitted, x_test: Tensor, identity, **keys: object) -> Path:
@@ -146,10 +150,24 @@ def _to01(x: Tensor) -> Tensor:
     return ((x.clamp(-1, 1) + 1) / 2).float()
 
 
+#: the colour of occluded pixels in the "observed" row of a recovery grid: no grey-scale pixel has it,
+#: and a natural image rarely does (pure magenta)
+OCCLUDED_COLOUR = (1.0, 0.0, 1.0)
+
+
 def _strip(images: Tensor) -> Tensor:
     """(N, C, H, W) in [-1, 1] -> one row image (H', W', C) in [0, 1] for imshow."""
     grid = make_grid(_to01(images), nrow=len(images), padding=1, pad_value=1.0)
     return grid.permute(1, 2, 0)
+
+
+def paint_occluded(images: Tensor, occluded: Tensor) -> Tensor:
+    """``images`` (N, C, H, W) in [-1, 1] as RGB with the ``occluded`` (N, 1, H, W) pixels in
+    :data:`OCCLUDED_COLOUR` (in [-1, 1] too), so a zero-filled hole is not mistaken for grey data."""
+    rgb = images.expand(-1, 3, -1, -1).clone() if images.shape[1] == 1 else images.clone()
+    colour = torch.tensor(OCCLUDED_COLOUR, dtype=rgb.dtype).view(1, 3, 1, 1) * 2 - 1
+    hole = occluded.bool().expand_as(rgb)
+    return torch.where(hole, colour.expand_as(rgb), rgb)
 
 
 def _labelled_rows(rows: list[tuple[str, Tensor]], path: Path, title: str) -> Path:
@@ -210,7 +228,9 @@ def write_grids(run_dir: str | Path) -> list[Path]:
                 if blob is None:
                     continue
                 if not rows:
-                    rows = [("original", blob["x"]), ("observed", blob["observed"])]
+                    observed = blob["observed"] if "occluded" not in blob else \
+                        paint_occluded(blob["observed"], blob["occluded"])
+                    rows = [("original", blob["x"]), ("observed", observed)]
                 rows.append((model, blob["x_hat"]))
             if rows:
                 name = _SEP.join([task, variant, protocol, split, _dim(d), f"s{seed}"]) + ".png"

@@ -56,6 +56,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 from pathlib import Path
 
 import pandas as pd
@@ -110,6 +111,7 @@ def _write_report(dirs: list[Path], out: Path, metrics: Sequence[str] | None,
     skipped: list[str] = []
     written += write_plots(agg, out / "plots", plot_metrics, model_colors(df[MODEL]), skipped)
     written += _write_capacity(dirs, agg, out, model_colors(df[MODEL]))
+    written += _write_fit_figures(dirs, df, out, model_colors(df[MODEL]), skipped)
     text = report_markdown(df, metrics, dirs, out, dry_run=dry)
     mixed = _mixed_versions(df)
     if mixed:
@@ -349,6 +351,23 @@ def _write_capacity(dirs: list[Path], agg: pd.DataFrame, out: Path, colors: dict
                                                        metadata={"CreationDate": None} if ext == "pdf" else None))
             written.append(path)
     return written
+
+
+def _write_fit_figures(dirs: list[Path], df: pd.DataFrame, out: Path, colors: dict, skipped: list[str]) -> list[Path]:
+    """The training curves and the inference-cost plot (genbench.fitplots)."""
+    from genbench.capacity import read
+    from genbench.fitplots import write_fit_figures
+
+    def save(fig: Any, stem: str) -> list[Path]:
+        paths = []
+        for ext in ("png", "pdf"):
+            path = out / "plots" / f"{stem}.{ext}"
+            atomic_write(path, lambda tmp: fig.savefig(tmp, format=ext, dpi=120,
+                                                       metadata={"CreationDate": None} if ext == "pdf" else None))
+            paths.append(path)
+        return paths
+
+    return write_fit_figures(df, read(dirs), out, colors, save, skipped)
 
 
 def _mixed_versions(df: pd.DataFrame) -> str:

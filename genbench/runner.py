@@ -53,7 +53,7 @@ from genbench.dataconfig import data_settings
 from genbench.rundata import RunData
 from genbench.rundir import RunFolder, check_out_dir, saved_run
 from genbench.runlock import RunLock
-from genbench.task import EvalContext, SplitResult, Task
+from genbench.task import LEARN_FROM_CORRUPTED, EvalContext, SplitResult, Task
 from genbench.timelimit import CellTimeout, time_limit
 from genbench.worker import run_group_in_worker
 
@@ -303,7 +303,9 @@ class Runner:
                                **({"message": result.notes.get(m, "")} if m in result.scores else
                                   {"status": STATUS_UNSUPPORTED, "message": result.unsupported[m]}))
                      for m in task.metrics_for(split)]
-            if result.recovery is not None and split == ("test" if "test" in splits else splits[0]):
+            # grids: the test split, and the training split a learn-from-corrupted model learned from
+            if result.recovery is not None and split in ({"test" if "test" in splits else splits[0]} |
+                                                         ({"train"} if cell.protocol == LEARN_FROM_CORRUPTED else set())):
                 self._keep(self._keep_recoveries, cell, split, *result.recovery)
         return rows, STATUS_OK, ""
 

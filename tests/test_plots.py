@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from genbench.cli import main
-from genbench.plots import interpolate, write_grids
+from genbench.plots import OCCLUDED_COLOUR, interpolate, paint_occluded, write_grids
 
 
 def test_interpolations_start_and_end_at_the_codes():
@@ -33,6 +33,7 @@ def test_a_run_writes_recovery_sample_and_interpolation_grids(tmp_path):
     assert {"recoveries/reconstruction__identity__clean-train__test__d10__s0.png",
             "recoveries/inpainting__salt-pepper-0.5__clean-train__test__d10__s0.png",
             "recoveries/inpainting__salt-pepper-0.5__learn-from-corrupted__test__d10__s0.png",
+            "recoveries/inpainting__salt-pepper-0.5__learn-from-corrupted__train__d10__s0.png",
             "samples/pca__d10__s0.png", "interpolations/pca__d10__s0__linear.png",
             "interpolations/pca__d10__s0__spherical.png"} <= grids
     assert not any(g.startswith("samples/biharmonic") for g in grids)  # it cannot sample
@@ -49,3 +50,40 @@ def test_a_run_writes_recovery_sample_and_interpolation_grids(tmp_path):
     for p in (run_dir / "grids").rglob("*.png"):
         p.unlink()
     assert len(write_grids(run_dir)) == len(grids)
+
+
+def test_occluded_pixels_are_painted_in_a_colour_no_grey_pixel_has():
+    images = torch.linspace(-1, 1, 2 * 16).view(2, 1, 4, 4)
+    occluded = torch.zeros(2, 1, 4, 4)
+    occluded[:, :, 1, 2] = 1
+    painted = paint_occluded(images, occluded)
+    assert painted.shape == (2, 3, 4, 4)
+    colour = torch.tensor(OCCLUDED_COLOUR) * 2 - 1
+    assert torch.equal(painted[:, :, 1, 2], colour.expand(2, 3))
+    grey = painted.permute(0, 2, 3, 1)[occluded[:, 0] == 0]
+    assert torch.equal(grey[:, 0], grey[:, 1]) and torch.equal(grey[:, 1], grey[:, 2])  # the rest stays grey
+    assert not (grey == colour).all(dim=1).any()
+
+
+def test_the_report_draws_training_curves_and_inference_cost(tmp_path):
+    import json
+    assert main(["--dataset", "digits", "--models", "pca,abp-gd,zero", "--tasks", "reconstruction",
+                 "--latent-dims", "3", "--set", "data.n_train=100", "--set", "data.n_test=20",
+                 "--set", "data.n_negative=10", "--set", "model.abp-gd.n_epochs=3", "--set", "model.abp-gd.width=8",
+                 "--out", str(tmp_path)]) == 0
+    (run_dir,) = tmp_path.iterdir()
+    fits = [json.loads(line) for line in (run_dir / "fits.jsonl").read_text().splitlines()]
+    abp = next(f for f in fits if f["model"] == "abp-gd")
+    assert len(abp["history"]["ABP training loss"]) == 3
+    plots = {p.name for p in (run_dir / "plots").iterdir()}
+    assert {"digits__training-curves.png", "digits__training-curves.pdf",
+            "digits__cost__infer-seconds-vs-mae.png"} <= plots
+
+
+def test_panels_of_a_row_share_their_y_axis():
+    from genbench.figures import _panels
+    _, axes = _panels(2, 3, 3.0, 2.0)
+    axes[0, 0].plot([0, 1], [0, 10])
+    axes[0, 2].plot([0, 1], [0, 1])
+    assert axes[0, 0].get_ylim() == axes[0, 2].get_ylim()
+    assert not axes[0, 0].get_shared_y_axes().joined(axes[0, 0], axes[1, 0])
