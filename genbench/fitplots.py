@@ -98,9 +98,9 @@ def write_fit_figures(df: pd.DataFrame, fits: list[dict[str, Any]], out: Path, c
     written: list[Path] = []
     for dataset in pd.unique(df[DATASET]):
         curves = training_curves_figure(fits, str(dataset), colors)
-        if curves is None:
+        if curves is None and fits:  # no fits.jsonl at all: an older run, nothing to say
             skipped.append(f"no training curves for {dataset}: no clean fit recorded its history (fits.jsonl)")
-        else:
+        elif curves is not None:
             written += save(curves, f"{slug(str(dataset))}__training-curves")
         cost = cost_figure(df, str(dataset), colors)
         if cost is None:

@@ -111,7 +111,8 @@ def _write_report(dirs: list[Path], out: Path, metrics: Sequence[str] | None,
     skipped: list[str] = []
     written += write_plots(agg, out / "plots", plot_metrics, model_colors(df[MODEL]), skipped)
     written += _write_capacity(dirs, agg, out, model_colors(df[MODEL]))
-    written += _write_fit_figures(dirs, df, out, model_colors(df[MODEL]), skipped)
+    if plot_metrics is None or len(plot_metrics):  # plot_metrics=(): no plots at all
+        written += _write_fit_figures(dirs, df, out, model_colors(df[MODEL]), skipped)
     text = report_markdown(df, metrics, dirs, out, dry_run=dry)
     mixed = _mixed_versions(df)
     if mixed:

@@ -199,6 +199,27 @@ def metric_table(agg: pd.DataFrame) -> str:
     return table
 
 
+#: a summary table wider than this many value columns is cut into one table per protocol (then per split)
+MAX_COLUMNS = 6
+
+
+def narrow(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """``rows`` of one (task, metric) as ``[(label, part)]``: one part when its columns fit :data:`MAX_COLUMNS`,
+    else one per protocol, and a protocol still too wide one per (protocol, split); labels name the part."""
+    def width(part: pd.DataFrame) -> int:
+        return len(keys(part, [VARIANT, PROTOCOL, SPLIT]))
+
+    if width(rows) <= MAX_COLUMNS:
+        return [("", rows)]
+    out = []
+    for (protocol,), part in groups(rows, [PROTOCOL]):
+        if width(part) <= MAX_COLUMNS:
+            out.append((str(protocol), part))
+        else:
+            out += [(f"{protocol} / {split}", p) for (split,), p in groups(part, [SPLIT])]
+    return out
+
+
 def summary_markdown(df: pd.DataFrame, metrics: Sequence[str] | None = None, *, title: str = "genbench results",
                      level: int = 1, dry_run: bool = False) -> str:
     """A markdown report of the table: a title; per task and per metric (default :func:`summary_metrics`) a
@@ -222,7 +243,10 @@ def summary_markdown(df: pd.DataFrame, metrics: Sequence[str] | None = None, *, 
             if rows.empty:
                 continue
             direction = f" ({metric_info(metric).direction} is better)"
-            lines += [f"{h2} {task}: {metric}{direction}", "", metric_table(rows), ""]
+            lines += [f"{h2} {task}: {metric}{direction}", ""]
+            parts = narrow(rows)
+            for label, part in parts:
+                lines += ([f"*{label}*", ""] if len(parts) > 1 else []) + [metric_table(part), ""]
     bad = df[df[STATUS] != STATUS_OK]
     if not bad.empty:
         by_cell = bad.groupby([MODEL, LATENT_DIM, TASK, VARIANT, PROTOCOL, SPLIT, STATUS, MESSAGE], sort=False,
