@@ -93,6 +93,9 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path | None = None, 
             dirs.append(folder)
     if not dirs:
         raise ReportInputError("a report needs one or more run folders")
+    for folder in dirs:  # before any lock or folder is made: a wrong path writes nothing
+        if not (folder / "results.csv").is_file():
+            raise ReportInputError(f"{folder} is not a genbench run folder (no results.csv in it)")
     out = _out_dir(dirs, out)
     if any(out.resolve() == d.resolve() for d in dirs):  # writing into a run folder: be its one writer
         from genbench.runlock import RunLock

@@ -103,11 +103,6 @@ def tune(config: RunConfig, settings: TuneSettings, *, folder: Path | None = Non
     from genbench.results import config_hash
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if folder is None:
-        folder = Path(config.out) / f"tune-{time.strftime('%Y%m%d-%H%M%S')}"
-        folder.mkdir(parents=True, exist_ok=False)
-        _write(folder / "tune.json", json.dumps({"settings": dataclasses.asdict(settings), "config": config.to_dict(),
-                                                 "command": command}, indent=2, default=str))
     from genbench.config import resolve_device
     device = resolve_device(config.device)
     data_config = effective_data_config(config)
@@ -128,6 +123,13 @@ def tune(config: RunConfig, settings: TuneSettings, *, folder: Path | None = Non
     from genbench.task import CLEAN_TRAIN, EvalContext
 
     higher = get_metric(settings.metric).higher_is_better
+    if settings.metric not in task.metrics_for("validation"):
+        raise ConfigError(f"tune: task {task.name!r} does not score {settings.metric!r}; it scores "
+                          f"{', '.join(task.metrics_for('validation'))}")
+    if folder is None:  # every input checked: only now is anything written
+        folder = _new_folder(Path(config.out))
+        _write(folder / "tune.json", json.dumps({"settings": dataclasses.asdict(settings), "config": config.to_dict(),
+                                                 "command": command}, indent=2, default=str))
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(folder / "studies.log")))
     log(f"genbench tune: {len(settings.models)} model(s), {settings.trials} trials and {settings.budget_seconds:g} s "
         f"each; objective {task.name}/{variant.name}/{protocol} {settings.metric} on {len(val_x)} validation images "
@@ -190,6 +192,19 @@ def tune(config: RunConfig, settings: TuneSettings, *, folder: Path | None = Non
         study.optimize(objective, n_trials=left, timeout=budget)
     write_outputs(folder, settings, storage, log)
     return folder
+
+
+def _new_folder(out: Path) -> Path:
+    """``out/tune-<timestamp>`` (``-2``, ``-3`` ... when a search started in the same second)."""
+    stem = out / f"tune-{time.strftime('%Y%m%d-%H%M%S')}"
+    for i in range(1, 100):
+        folder = stem if i == 1 else stem.with_name(f"{stem.name}-{i}")
+        try:
+            folder.mkdir(parents=True, exist_ok=False)
+            return folder
+        except FileExistsError:
+            continue
+    raise ConfigError(f"tune: cannot create a new folder beside {stem}")
 
 
 def search_space_left(space: dict, fixed: dict) -> bool:

@@ -57,6 +57,7 @@ def inputs(tmp_path: Path) -> Path:
     }
     for name, text in configs.items():
         (tmp_path / name).write_text(text)
+    (tmp_path / "latin1.yaml").write_bytes("models: [pca]\nout: \xe9t\xe9\n".encode("latin-1"))
     return tmp_path
 
 
@@ -141,7 +142,75 @@ CASES = [
     ("folder-empty-classes", ["--dataset", "folder:{tmp}/empty-classes"],
      ["no readable images", "{tmp}/empty-classes"]),
     ("folder-one-image", ["--dataset", "folder:{tmp}/one-image"], ["{tmp}/one-image", "1 readable image"]),
+    # seeds
+    ("seed-too-large", ["--seeds", "2147483648"], ["seeds", "2^31", "2147483648"]),
+    ("seed-not-int", ["--seeds", "a"], ["--seeds", "'a'"]),
+    ("seeds-duplicate", ["--seeds", "0,0"], ["seeds lists a value twice"]),
+    ("seeds-empty", ["--set", "seeds=[]"], ["seeds is empty"]),
+    ("data-seed-negative", ["--set", "data.seed=-1"], ["DataConfig.seed", "-1"]),
+    ("data-seed-too-large", ["--set", "data.seed=2147483648"], ["DataConfig.seed", "2147483648"]),
+    # sizes
+    ("image-size-zero", ["--image-size", "0"], ["image_size", "got 0"]),
+    ("image-size-negative", ["--image-size", "-3"], ["image_size", "got -3"]),
+    ("image-size-huge", ["--image-size", "100000"], ["image_size 100000", "1024"]),
+    ("n-eval-zero", ["--set", "n_eval=0"], ["n_eval", "got 0"]),
+    ("n-negative-zero", ["--set", "data.n_negative=0"], ["n_negative", "got 0"]),
+    ("n-test-zero", ["--set", "data.n_test=0"], ["n_test", "got 0"]),
+    ("n-train-float-text", ["--set", "data.n_train=1e9"], ["data.n_train", "integer", "'1e9'"]),
+    ("models-empty", ["--models", ""], ["models is empty"]),
+    ("latent-dims-empty", ["--latent-dims", ""], ["latent_dims is empty"]),
+    # paths and encodings
+    ("config-missing", ["--config", "{tmp}/missing.yaml"], ["{tmp}/missing.yaml", "No such file"]),
+    ("config-not-utf8", ["--config", "{tmp}/latin1.yaml"], ["{tmp}/latin1.yaml", "not UTF-8"]),
+    ("config-is-a-folder", ["--config", "{tmp}/empty"], ["{tmp}/empty"]),
+    ("resume-missing", ["--resume", "{tmp}/missing"], ["--resume {tmp}/missing", "no such folder"]),
+    ("resume-a-file", ["--resume", "{tmp}/somefile"], ["--resume {tmp}/somefile"]),
+    ("resume-not-a-run", ["--resume", "{tmp}/empty"], ["{tmp}/empty"]),
+    # switches and values
+    ("cell-timeout-zero", ["--set", "cell_timeout=0"], ["cell_timeout", "got 0"]),
+    ("workers-zero", ["--workers", "0"], ["--workers", "'0'"]),
+    ("workers-word", ["--workers", "many"], ["--workers", "'many'"]),
+    ("vary-split-not-bool", ["--set", "data.vary_split=3"], ["data.vary_split", "true or false", "3"]),
+    ("preset-unknown", ["--preset", "nope"], ["--preset", "'nope'"]),
+    ("executor-unknown", ["--executor", "nope"], ["--executor", "'nope'"]),
+    ("langevin-bn-unknown", ["--models", "abp", "--set", "model.abp.langevin_bn=none"], ["langevin_bn", "'none'"]),
 ]
+
+# the other commands (no sweep flags in front)
+COMMAND_CASES = [
+    ("report-no-run", ["report", "{tmp}/empty"], ["{tmp}/empty", "no results.csv"]),
+    ("report-nothing", ["report"], ["report", "run folders"]),
+    ("list-with-arguments", ["list", "extra"], ["list", "extra"]),
+    ("tune-zero-trials", ["tune", "--dataset", "digits", "--models", "pca", "--trials", "0"], ["--trials", "0"]),
+    ("tune-zero-budget", ["tune", "--dataset", "digits", "--models", "pca", "--budget", "0"], ["--budget"]),
+    ("tune-validation-all", ["tune", "--dataset", "digits", "--models", "pca", "--validation-fraction", "1"],
+     ["--validation-fraction", "(0, 1)"]),
+    ("tune-unknown-model", ["tune", "--dataset", "digits", "--models", "nope"], ["unknown model 'nope'"]),
+    ("tune-unknown-task", ["tune", "--dataset", "digits", "--models", "pca", "--objective", "nope"], ["nope"]),
+    ("tune-unknown-variant", ["tune", "--dataset", "digits", "--models", "pca", "--objective", "inpainting:block-99"],
+     ["no variant 'block-99'"]),
+    ("tune-wrong-protocol", ["tune", "--dataset", "digits", "--models", "pca", "--objective",
+                             "reconstruction:identity:learn-from-corrupted"], ["runs under clean-train"]),
+    ("tune-unknown-metric", ["tune", "--dataset", "digits", "--models", "pca", "--metric", "nope"], ["nope"]),
+    ("tune-metric-of-another-task", ["tune", "--dataset", "digits", "--models", "pca", "--metric", "fid"],
+     ["does not score 'fid'"]),
+    ("tune-resume-missing", ["tune", "--resume", "{tmp}/missing"], ["{tmp}/missing", "not a tuning folder"]),
+]
+
+
+@pytest.mark.parametrize("args, names", [c[1:] for c in COMMAND_CASES], ids=[c[0] for c in COMMAND_CASES])
+def test_bad_input_to_the_other_commands_is_one_line_exit_2_nothing_written(inputs, capsys, monkeypatch, args,
+                                                                              names):
+    monkeypatch.chdir(inputs)  # a default --out (results/) would land here: the tree check sees it
+    before = _tree(inputs)
+    code = main([a.replace("{tmp}", str(inputs)) for a in args])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("genbench: error:"), err
+    for name in names:
+        assert name.replace("{tmp}", str(inputs)) in lines[0], f"{name!r} not named in: {lines[0]}"
+    assert _tree(inputs) == before, "bad input wrote files"
 
 
 @pytest.mark.parametrize("args, names", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
