@@ -75,7 +75,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genbench.model import Capabilities, LatentModel, ModelConfig, check_finite
+from genbench.model import Capabilities, LatentModel, ModelConfig, check_finite, progress
 from genbench.operators import Observations, Operator
 from genbench.space import FloatRange
 from genbench.registry import register_model
@@ -203,7 +203,7 @@ class PCA(LatentModel):
         x = self._initial_images(obs)
         self._set_subspace(*principal_subspace(x, self.config.latent_dim))
         e_step = partial(self._masked_e_step, obs) if obs.mask is not None else self._shared_e_step(obs)
-        for _ in range(self.config.em_iters):
+        for _ in progress(range(self.config.em_iters), desc="pca em"):  # a bar on a terminal
             x_new, scatter = e_step()
             self._set_subspace(*expected_subspace(x_new, scatter, self.config.latent_dim))
             self.history_.append(((x_new - x).norm() / x.norm().clamp_min(1e-12)).item())
