@@ -63,7 +63,7 @@ import pandas as pd
 
 from genbench.fsutil import atomic_write, write_text
 from genbench.figures import model_colors, write_plots
-from genbench.results import CONFIG_HASH, DATASET, LATENT_DIM, METRIC, MODEL, PROTOCOL, RUN_ID, SEED, SPLIT, STATUS, STATUS_OK, VALUE, VARIANT, TASK, read_results
+from genbench.results import CONFIG_HASH, DATASET, LATENT_DIM, LEVEL, LEVEL_NAME, LEVEL_UNIT, METRIC, MODEL, PROTOCOL, RUN_ID, SEED, SPLIT, STATUS, STATUS_OK, VALUE, VARIANT, TASK, read_results
 from genbench.replicates import NotReplicates, check_replicates, dry_runs, split_varies
 from genbench.summary import CELL_KEYS, aggregate, groups, keys, metric_info, row_label, summary_markdown
 
@@ -149,6 +149,8 @@ def load_runs(run_dirs: Sequence[Path]) -> pd.DataFrame:
             frame = read_results(path)
         except (OSError, ValueError) as err:  # also pandas' parser errors and bad encodings
             raise ReportInputError(f"cannot read {path}: {' '.join(str(err).split())}") from None
+        if frame.attrs.get("added_columns"):
+            frame = fill_levels(frame, Path(folder), frame.attrs["added_columns"])
         frames.append(frame.assign(**{_SOURCE: i}))
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     # the same result twice is one result, not two replicates: in two runs (e.g. a reference method in two
@@ -163,6 +165,47 @@ def load_runs(run_dirs: Sequence[Path]) -> pd.DataFrame:
             raise ReportInputError(str(err)) from None
         _check_no_overlap(df, run_dirs)
     return df.drop(columns=_SOURCE)
+
+
+def fill_levels(frame: pd.DataFrame, folder: Path, added: Sequence[str]) -> pd.DataFrame:
+    """An older table gets the columns it predates (``added``) from its tasks' registered variants, built as
+    the run built them (its ``config.json`` task parameters, its image shape): the variant axis, and the
+    degenerate flag; a method without a latent code, recorded with latent dim 0 then, gets none. A lookup of
+    each row's variant and model, not parsing of a name; left as read where that cannot be had."""
+    from genbench.config import build_run_config
+    from genbench.planning import effective_data_config
+    from genbench.registry import MODELS, get_task
+    from genbench.results import FLAG
+
+    try:
+        blob = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        config = build_run_config(blob["config"])
+        shape = (blob.get("data_used") or {}).get("image_shape")
+        if shape is None:
+            from genbench.data import load_data
+
+            shape = list(load_data(effective_data_config(config)).train.shape[1:])
+        out = frame.copy()
+        specs = MODELS.as_dict()
+        no_code = out[MODEL].map(lambda m: m in specs and not specs[m].capabilities.latent_code)
+        out[LATENT_DIM] = out[LATENT_DIM].astype("Int64").mask(no_code.astype(bool))
+        for task_name in pd.unique(out[TASK]):
+            task = get_task(str(task_name))(config.task.get(str(task_name)))
+            for v in task.variants(tuple(shape)):
+                rows = (out[TASK] == task_name) & (out[VARIANT] == v.name)
+                if not rows.any():
+                    continue
+                if LEVEL_NAME in added and v.level_name is not None:
+                    out.loc[rows, LEVEL_NAME], out.loc[rows, LEVEL] = v.level_name, float(v.level)
+                    out.loc[rows, LEVEL_UNIT] = v.level_unit
+                if FLAG in added:
+                    op = v.make_operator(tuple(shape), 0)
+                    for (model, protocol), part in out[rows & (out[STATUS] == STATUS_OK)].groupby([MODEL, "protocol"]):
+                        if model in specs:
+                            out.loc[part.index, FLAG] = task.degenerate(op, protocol, specs[model].capabilities)
+        return out
+    except Exception:  # noqa: BLE001 -- a table too old to rebuild its variants: reported without sweeps
+        return frame
 
 
 def _check_no_conflict(df: pd.DataFrame, run_dirs: Sequence[Path]) -> None:

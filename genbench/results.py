@@ -73,6 +73,10 @@ COLUMNS = (
 #: columns added since the first tables: a table without them (an older run) is read, resumed and
 #: appended to with them empty (:func:`upgrade_rows`)
 ADDED_COLUMNS = (CI_LOW, CI_HIGH, FLAG)
+#: the variant-axis columns, which the very first tables lacked: read_results gives them empty, and the
+#: report fills them from the registered tasks' variants (genbench.report.fill_levels); such tables
+#: are read for reports only, not resumed
+LEVEL_COLUMNS = (LEVEL_NAME, LEVEL, LEVEL_UNIT)
 LEGACY_COLUMNS = tuple(c for c in COLUMNS if c not in ADDED_COLUMNS)
 INT_COLUMNS = (LATENT_DIM, SEED, N_IMAGES, INFER_STEPS)
 FLOAT_COLUMNS = (LEVEL, VALUE, CI_LOW, CI_HIGH, FIT_SECONDS, EVAL_SECONDS, INFER_SECONDS)
@@ -297,14 +301,16 @@ def rewrite_rows(path: str | Path, header: Sequence[str], rows: Sequence[Sequenc
 
 def read_results(path: str | Path) -> pd.DataFrame:
     """Read a results CSV: columns in ``COLUMNS`` order (extra columns kept after them), ints as int64
-    (nullable Int64 if a value is missing), floats as float64 (NaN kept), strings as str with "" not NaN."""
+    (nullable Int64 if a value is missing), floats as float64 (NaN kept), strings as str with "" not NaN.
+    An older table's missing :data:`ADDED_COLUMNS` and :data:`LEVEL_COLUMNS` come back empty, named in
+    ``df.attrs["added_columns"]``."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no results file at {path}")
     raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    for column in ADDED_COLUMNS:  # an older run's table: the columns it predates are empty
-        if column not in raw.columns:
-            raw[column] = ""
+    added = [c for c in ADDED_COLUMNS + LEVEL_COLUMNS if c not in raw.columns]
+    for column in added:  # an older run's table: the columns it predates are empty
+        raw[column] = ""
     missing = [c for c in COLUMNS if c not in raw.columns]
     if missing:
         raise ValueError(f"{path} is missing columns {missing}; expected {list(COLUMNS)}")
@@ -316,6 +322,7 @@ def read_results(path: str | Path) -> pd.DataFrame:
         df[col] = _parse(df[col], float, path)  # float() reads "nan" and "inf" too
     for col in STR_COLUMNS:
         df[col] = df[col].astype(str)
+    df.attrs["added_columns"] = added  # what the file predates (genbench.report fills the levels back in)
     return df
 
 

@@ -358,3 +358,24 @@ def test_rows_of_different_torch_versions_are_pooled_with_a_warning(tmp_path):
     assert any("different versions" in line for line in heard)
     single = write_report([a], tmp_path / "one")
     assert "Mixed versions" not in (single / "summary.md").read_text()
+
+
+def test_an_old_table_without_level_and_flag_columns_is_reported_with_them(tmp_path):
+    """results/reference/mnist5k-default-corrupted predates the level, ci and flag columns (and wrote latent dim
+    0 for a method without a code): the report rebuilds them from the registered variants and models."""
+    src = Path(__file__).resolve().parents[1] / "results" / "reference" / "mnist5k-default-corrupted"
+    run = tmp_path / "old"
+    run.mkdir()
+    for name in ("results.csv", "config.json"):
+        shutil.copy(src / name, run / name)
+    assert "level_name" not in (run / "results.csv").read_text().splitlines()[0]
+    write_report([run], plot_metrics=())
+    agg = pd.read_csv(run / "tables" / "aggregated.csv", keep_default_na=False)
+    k20 = agg[(agg.task == "projection") & (agg.variant == "k-20")]
+    assert set(k20.level_name) == {"projections K"} and set(k20.level.astype(float)) == {20.0}
+    lasso = agg[agg.model == "lasso-dct"]
+    assert set(lasso.latent_dim) == {""}  # no latent code: no latent dim (the old table said 0)
+    pca = agg[(agg.model == "pca") & (agg.task == "projection")]
+    assert (pca[pca.protocol == "learn-from-corrupted"].flag != "").all()
+    assert (pca[pca.protocol == "clean-train"].flag == "").all()
+    assert "‡" in (run / "summary.md").read_text()
