@@ -22,6 +22,7 @@ stderr, nothing written); 130 interrupted (finished cells are kept).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import signal
 import sys
@@ -291,7 +292,7 @@ def cmd_report(argv: Sequence[str]) -> int:
 
 
 def cmd_tune(argv: Sequence[str]) -> int:
-    from genbench.tuning import TuneSettings, models_of, resume_settings, tune
+    from genbench.tuning import TuneSettings, models_of, resume_settings, rewrite_settings, tune
 
     p = _Parser(prog=f"{PROG} tune", description="Tune every model with the same budget: each searches its "
                 "declared space (Optuna TPE) with the same number of trials and wall-clock seconds, fitted on "
@@ -304,8 +305,8 @@ def cmd_tune(argv: Sequence[str]) -> int:
                    "learned models)")
     p.add_argument("--dataset", metavar="NAME", help="dataset (its training split only is read)")
     p.add_argument("--latent-dim", type=int, default=10, metavar="D", help="latent dim of the fits (default 10)")
-    p.add_argument("--trials", type=int, default=20, help="trials per model (default 20; trial 0 is the default)")
-    p.add_argument("--budget", type=float, default=1800.0, metavar="SECONDS",
+    p.add_argument("--trials", type=int, help="trials per model (default 20; trial 0 is the default config)")
+    p.add_argument("--budget", type=float, metavar="SECONDS",
                    help="wall-clock seconds per model (default 1800); no trial starts after it")
     p.add_argument("--objective", default="reconstruction", metavar="TASK[:VARIANT[:PROTOCOL]]",
                    help="what is scored, e.g. reconstruction, inpainting:block-14:learn-from-corrupted, "
@@ -319,19 +320,26 @@ def cmd_tune(argv: Sequence[str]) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set data.n_train=2000")
     p.add_argument("--resume", metavar="TUNE_DIR", help="continue a killed search: its finished trials and the "
-                   "rest of each model's budget (other options are not used)")
+                   "rest of each model's budget; --trials and --budget may raise them (the same for every model), "
+                   "other options are not used")
     args = p.parse_args(argv)
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     if args.resume:
         from genbench.config import build_run_config
 
         tree, settings, command = resume_settings(Path(args.resume))
+        raised = {k: v for k, v in (("trials", args.trials), ("budget_seconds", args.budget)) if v is not None}
+        if raised:  # a longer search, still equal for every model: recorded in tune.json
+            settings = dataclasses.replace(settings, **raised)
+            rewrite_settings(Path(args.resume), settings)
         tune(build_run_config(tree), settings, folder=Path(args.resume), command=command, log=log)
+        print((Path(args.resume) / "tuning.md").read_text(encoding="utf-8"))
         return 0
     config = resolve_config(args.preset or "default", args.config,
                             {"models": args.models, "data.name": args.dataset, "device": args.device,
                              "out": args.out}, args.overrides)
-    settings = TuneSettings(models=models_of(config, args.models), trials=args.trials, budget_seconds=args.budget,
+    settings = TuneSettings(models=models_of(config, args.models), trials=20 if args.trials is None else args.trials,
+                            budget_seconds=1800.0 if args.budget is None else args.budget,
                             objective=args.objective, metric=args.metric, validation_fraction=args.validation_fraction,
                             latent_dim=args.latent_dim, seed=args.seed)
     folder = tune(config, settings, command=" ".join(shlex.quote(a) for a in [PROG, "tune", *argv]), log=log)

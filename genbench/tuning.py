@@ -290,6 +290,13 @@ def resume_settings(folder: Path) -> tuple[dict, TuneSettings, str]:
         raise ConfigError(f"tune --resume {folder}: not a tuning folder ({type(err).__name__}: {err})") from None
 
 
+def rewrite_settings(folder: Path, settings: TuneSettings) -> None:
+    """Record raised ``--trials`` / ``--budget`` of a resumed search in its ``tune.json``."""
+    blob = json.loads((Path(folder) / "tune.json").read_text(encoding="utf-8"))
+    blob["settings"] = dataclasses.asdict(settings)
+    _write(Path(folder) / "tune.json", json.dumps(blob, indent=2, default=str))
+
+
 def models_of(config: RunConfig, names: Sequence[str] | None) -> tuple[str, ...]:
     """The models to tune: those named, else the config's learned models."""
     from genbench.registry import get_model

@@ -79,11 +79,12 @@ def test_a_killed_search_resumes_with_its_trials_and_budget(tmp_path):
     out = tmp_path / "tune"
     assert main(["tune", *TINY, "--models", "pca", "--trials", "2", "--budget", "60", "--out", str(out)]) == 0
     folder = _folder(out)
-    settings = (folder / "tune.json").read_text().replace('"trials": 2', '"trials": 4')
-    (folder / "tune.json").write_text(settings)
-    assert main(["tune", "--resume", str(folder)]) == 0
+    assert main(["tune", "--resume", str(folder)]) == 0  # the budget is spent: nothing more runs
+    assert sorted(pd.read_csv(folder / "trials.csv").trial) == [0, 1]
+    assert main(["tune", "--resume", str(folder), "--trials", "4"]) == 0  # a longer search, for every model
     trials = pd.read_csv(folder / "trials.csv")
     assert sorted(trials.trial) == [0, 1, 2, 3]  # two kept, two more
+    assert '"trials": 4' in (folder / "tune.json").read_text()
 
 
 def test_the_validation_split_is_a_seeded_partition_of_the_training_images():
