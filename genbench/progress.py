@@ -45,3 +45,27 @@ class Progress:
         eta = elapsed / self.done * left
         tail = f", about {duration(eta)} left" if left > 0 else ""
         return f"cell {duration(cell)}; {self.skipped + self.done}/{self.total} done in {duration(elapsed)}{tail}"
+
+
+class SweepBar:
+    """A sweep-level tqdm bar (cells done of all, tqdm's rate and ETA) on stderr when it is a terminal; in a
+    CI log or a file it is off and the per-cell lines say the same in plain text. :meth:`line` prints a
+    per-cell line above the bar without tearing it."""
+
+    def __init__(self, total: int, done: int = 0) -> None:
+        import sys
+
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, initial=done, desc="sweep", unit="cell", file=sys.stderr, leave=False,
+                        disable=None, dynamic_ncols=True)  # disable=None: off unless stderr is a terminal
+
+    def line(self, text: str, log: Callable[[str], None]) -> None:
+        if self.bar.disable:
+            log(text)
+        else:
+            self.bar.write(text, file=self.bar.fp)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()

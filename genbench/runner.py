@@ -45,7 +45,7 @@ from genbench.model import DivergenceError, LatentModel, hashed_config
 from genbench.operators import Identity, Observations, Operator
 from genbench.planning import (DRY_RUN_EVAL, SPLIT_STREAMS, Cell, CellResult, Job, cell_model_config, derive_seed,
                                fit_groups, fit_key, plan_cells)
-from genbench.progress import Progress
+from genbench.progress import Progress, SweepBar
 from genbench.registry import EXECUTORS, ModelSpec, RegistryError, get_model, get_task, loaded_plugins
 from genbench.results import (STATUS_FAILED, STATUS_OK, STATUS_UNSUPPORTED, ResultRow, ResultsWriter, config_hash,
                               versions_string)
@@ -212,7 +212,7 @@ class Runner:
                   failed=lambda cell, message: (cell, self.failed_rows(cell, message), STATUS_FAILED, message),
                   wants_gpu=self.device.type == "cuda")
         start = time.perf_counter()
-        progress = Progress(len(cells), summary.n_skipped)
+        progress, bar = Progress(len(cells), summary.n_skipped), SweepBar(len(cells), summary.n_skipped)
         try:
             for i, (cell, rows, status, message) in enumerate(self.executor.run(job), 1):
                 writer.append(rows)
@@ -220,9 +220,10 @@ class Runner:
                     summary.failed.append((cell.label(), message))
                 elif status == STATUS_OK:
                     summary.n_ok += 1
-                self.log(f"[{summary.n_skipped + i}/{len(cells)}] {cell.label()}: "
-                         f"{self._describe(rows, status, message)} ({progress.finished()})")
+                bar.line(f"[{summary.n_skipped + i}/{len(cells)}] {cell.label()}: "
+                         f"{self._describe(rows, status, message)} ({progress.finished()})", self.log)
         finally:
+            bar.close()
             summary.seconds = time.perf_counter() - start
             if self.folder.results_csv.exists():  # summary.md, tables/, plots/, grids/
                 self._keep(_write_report, [self.run_dir], log=self.log)

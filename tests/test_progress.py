@@ -56,3 +56,29 @@ def test_the_warning_reaches_the_log(tmp_path, capsys):
 @pytest.mark.parametrize("seconds, text", [(0.4, "0s"), (59.6, "1m00s"), (61, "1m01s"), (3599, "59m59s")])
 def test_duration(seconds, text):
     assert duration(seconds) == text
+
+
+def test_the_sweep_bar_is_a_bar_on_a_terminal_and_plain_lines_elsewhere(monkeypatch):
+    import io
+    import sys
+
+    from genbench.progress import SweepBar
+
+    seen = []
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: the bar is off, lines go to the log
+    bar = SweepBar(3, done=1)
+    bar.line("[2/3] a cell", seen.append)
+    bar.close()
+    assert seen == ["[2/3] a cell"] and sys.stderr.getvalue() == ""
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    bar = SweepBar(3, done=1)
+    bar.line("[2/3] a cell", seen.append)
+    text = sys.stderr.getvalue()
+    bar.close()
+    assert "[2/3] a cell" in text and "sweep:" in text  # the line above the bar
+    assert seen == ["[2/3] a cell"]  # the log was not called twice
