@@ -168,8 +168,8 @@ def tune(config: RunConfig, settings: TuneSettings, *, folder: Path | None = Non
             try:
                 model_config = dataclasses.replace(base, **params)
                 torch.manual_seed(derive_seed(settings.seed, name, trial.number, "fit"))
-                train_obs = Identity(seed=settings.seed).observe(fit_x.to(device)) if protocol == CLEAN_TRAIN \
-                    else observed_fit
+                clean = protocol == CLEAN_TRAIN and spec.capabilities.learns  # as the runner's fit_key decides
+                train_obs = Identity(seed=settings.seed).observe(fit_x.to(device)) if clean else observed_fit
                 model = spec.cls(model_config).fit(train_obs)
                 ctx = EvalContext(model=model, op=op, observed={"validation": observed_val},
                                   clean={"validation": val_x.to(device)},

@@ -116,3 +116,13 @@ def test_bad_tune_input_is_one_line(tmp_path, capsys, argv, match):
     assert main(["tune", *TINY, "--out", str(tmp_path), "--models", "pca", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and match in err[0], err
+
+
+def test_a_reference_method_is_tuned_on_its_own_operator(tmp_path):
+    """Lasso-DCT learns nothing and observes only projections: it is tuned on a projection objective, its fit
+    given the observed images as the runner gives them."""
+    out = tmp_path / "tune"
+    assert main(["tune", "--dataset", "digits", "--set", "data.n_train=100", "--models", "lasso-dct", "--objective",
+                 "projection:k-16", "--trials", "2", "--budget", "60", "--out", str(out)]) == 0
+    trials = pd.read_csv(_folder(out) / "trials.csv")
+    assert (trials.state == "COMPLETE").all() and len(trials) == 2
