@@ -125,6 +125,7 @@ class DCGAN(GeneratorModel):
     inference_fields = ("infer_steps", "infer_step_size", "restarts", "eval_batch_size")
     networks = ("generator", "discriminator")
     loss_name = "DCGAN losses (discriminator, generator)"
+    loss_parts = ("discriminator", "generator")  # the two losses of each epoch's history, in order
 
     # -- learning: GeneratorModel's epoch loop with these hooks ------------------------------
     def _build_networks(self, image_shape: ImageShape, device: torch.device) -> dict[str, nn.Module]:

@@ -163,6 +163,7 @@ class PCA(LatentModel):
 
     Config = PCAConfig
     capabilities = Capabilities(learns_null_space=False)  # closed-form recovery through any linear operator
+    loss_name = "EM: relative change of the recovered images"  # what history_ holds, per EM iteration
     dry_run_overrides = {"em_iters": 1}
     config: PCAConfig
 

@@ -198,6 +198,7 @@ class RBM(LatentModel):
 
     Config = RBMConfig
     capabilities = Capabilities(learns_null_space=False)  # mean-field and gradient descent only: no sampling at inference
+    loss_name = "mean-field reconstruction error (per layer)"  # what history_ holds, per epoch
     dry_run_overrides = {"n_epochs": 1, "infer_steps": 1, "infer_projection_steps": 1, "em_iters": 1,
                          "sample_steps": 1}
     tiny_overrides = {"n_epochs": 100, "batch_size": 20, "lr": 0.1, "weight_decay": 0.0}

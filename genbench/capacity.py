@@ -60,8 +60,9 @@ def curves(model: Any) -> dict[str, list[float]]:
     name = getattr(model, "loss_name", "loss")
     if hasattr(model, "layers_"):  # RBM / DBN: one list per layer
         return {f"layer {i + 1}": [float(v) for v in c] for i, c in enumerate(history)}
-    if isinstance(history[0], (list, tuple)):  # several losses per epoch (e.g. a GAN's two)
-        return {f"{name} [{j}]": [float(e[j]) for e in history] for j in range(len(history[0]))}
+    if isinstance(history[0], (list, tuple)):  # several losses per epoch (e.g. a GAN's two), named by the model
+        parts = getattr(model, "loss_parts", ()) or tuple(f"{name} [{j}]" for j in range(len(history[0])))
+        return {parts[j]: [float(e[j]) for e in history] for j in range(len(history[0]))}
     return {name: [float(v) for v in history]}
 
 
@@ -70,7 +71,8 @@ def record(run_dir: Path, dataset: str, key: tuple, model: Any, seconds: float) 
     name, config_hash, d, seed, *variant = key
     line = {"dataset": dataset, "model": name, "config_hash": config_hash, "latent_dim": d, "seed": seed,
             "fit": "/".join(variant) or "clean", "parameters": n_parameters(model), "code": code_kind(model),
-            "fit_seconds": round(float(seconds), 3), "history": curves(model)}
+            "fit_seconds": round(float(seconds), 3), "history": curves(model),
+            "loss_name": getattr(model, "loss_name", "")}
     data = (json.dumps(line) + "\n").encode("utf-8")
     fd = os.open(Path(run_dir) / FITS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:

@@ -50,7 +50,8 @@ def training_curves_figure(fits: list[dict[str, Any]], dataset: str, colors: dic
                 ax.plot(np.arange(1, len(values) + 1), values, linestyle=styles[j % len(styles)], color=color,
                         linewidth=1.0, label=label)
         names = list(mine[0]["history"])
-        ax.set_title(f"{model}: {names[0] if len(names) == 1 else ', '.join(names)}", fontsize=8)
+        what = mine[0].get("loss_name") or ", ".join(names)
+        ax.set_title(f"{model}: {what}", fontsize=8)
         ax.set_xlabel("epoch (PCA: EM iteration)", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=6)
