@@ -16,6 +16,9 @@ Example (the default preset's ABP cells at d=10, seed 0, shortened)::
     python benchmarks/profile_cell.py --preset default --models abp --latent-dims 10 --seeds 0 \\
         --tasks reconstruction,inpainting,projection --set 'task.inpainting.fractions=[0.7]' \\
         --set 'task.inpainting.blocks=[14]' --set 'task.projection.ks=[100]' --set model.abp.n_epochs=10
+
+Measured (2026-12-02, 1 thread, 688 s): inference at evaluation 56 %, fits 42 % (10 epochs; ~4x at the
+default 40), BN recalibration 0.4 %, report 0.4 %, images, observing, rows and checkpoints < 0.1 % each.
 """
 
 from __future__ import annotations
