@@ -113,15 +113,22 @@ def write_plots(agg: pd.DataFrame, folder: Path, metrics: Sequence[str] | None =
     (``skipped``: why the others were not drawn)."""
     written: list[Path] = []
     for stem, fig in report_figures(agg, metrics, colors, skipped):
-        folder.mkdir(parents=True, exist_ok=True)
-        for ext in ("png", "pdf"):
-            path = folder / f"{stem}.{ext}"
-            # no creation date in the PDF: the same table gives the same file
-            atomic_write(path, lambda tmp: fig.savefig(tmp, format=ext, dpi=120,
-                                                       metadata={"CreationDate": None} if ext == "pdf" else None))
-            written.append(path)
-            fig.set_layout_engine("none")  # laid out by the first save; the second reuses it (time)
+        written += save_figure(fig, folder, stem)
     return written
+
+
+def save_figure(fig: Figure, folder: Path, stem: str) -> list[Path]:
+    """``folder/<stem>.png`` and ``.pdf``, each written atomically; no creation date in the PDF (the same
+    table gives the same file). The one place a report figure is saved."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        path = folder / f"{stem}.{ext}"
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=ext, dpi=120,
+                                                   metadata={"CreationDate": None} if ext == "pdf" else None))
+        paths.append(path)
+        fig.set_layout_engine("none")  # laid out by the first save; the second reuses it (time)
+    return paths
 
 
 class _Style:

@@ -56,13 +56,12 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 from pathlib import Path
 
 import pandas as pd
 
-from genbench.fsutil import atomic_write, write_text
-from genbench.figures import model_colors, write_plots
+from genbench.fsutil import write_text
+from genbench.figures import model_colors, save_figure, write_plots
 from genbench.results import CONFIG_HASH, DATASET, LATENT_DIM, LEVEL, LEVEL_NAME, LEVEL_UNIT, METRIC, MODEL, PROTOCOL, RUN_ID, SEED, SPLIT, STATUS, STATUS_OK, VALUE, VARIANT, TASK, read_results
 from genbench.replicates import NotReplicates, check_replicates, dry_runs, split_varies
 from genbench.summary import CELL_KEYS, aggregate, groups, keys, metric_info, row_label, summary_markdown
@@ -392,11 +391,7 @@ def _write_capacity(dirs: list[Path], agg: pd.DataFrame, out: Path, colors: dict
         if drawn is None:
             continue
         stem, fig = drawn
-        for ext in ("png", "pdf"):
-            path = out / "plots" / f"{stem}.{ext}"
-            atomic_write(path, lambda tmp: fig.savefig(tmp, format=ext, dpi=120,
-                                                       metadata={"CreationDate": None} if ext == "pdf" else None))
-            written.append(path)
+        written += save_figure(fig, out / "plots", stem)
     return written
 
 
@@ -405,16 +400,8 @@ def _write_fit_figures(dirs: list[Path], df: pd.DataFrame, out: Path, colors: di
     from genbench.capacity import read
     from genbench.fitplots import write_fit_figures
 
-    def save(fig: Any, stem: str) -> list[Path]:
-        paths = []
-        for ext in ("png", "pdf"):
-            path = out / "plots" / f"{stem}.{ext}"
-            atomic_write(path, lambda tmp: fig.savefig(tmp, format=ext, dpi=120,
-                                                       metadata={"CreationDate": None} if ext == "pdf" else None))
-            paths.append(path)
-        return paths
-
-    return write_fit_figures(df, read(dirs), out, colors, save, skipped)
+    return write_fit_figures(df, read(dirs), out, colors, lambda fig, stem: save_figure(fig, out / "plots", stem),
+                             skipped)
 
 
 def _mixed_versions(df: pd.DataFrame) -> str:

@@ -282,6 +282,9 @@ class Runner:
         view.folder = self.run_dir / "checkpoints" if self.folder and self.config.checkpoints else None
         rows: list[ResultRow] = []
         nan2, flag = (math.nan, math.nan), task.degenerate(op, cell.protocol, spec.capabilities)
+        # grids: the test split, and the training split a learn-from-corrupted model learned from
+        grid_splits = {"test" if "test" in splits else splits[0]} | ({"train"} if cell.protocol == LEARN_FROM_CORRUPTED
+                                                                     else set())
         for i, split in enumerate(splits):
             seed = derive_seed(cell.seed, cell.model, cell.latent_dim, cell.task, cell.variant, cell.protocol,
                                split)
@@ -304,9 +307,7 @@ class Runner:
                                **({"message": result.notes.get(m, "")} if m in result.scores else
                                   {"status": STATUS_UNSUPPORTED, "message": result.unsupported[m]}))
                      for m in task.metrics_for(split)]
-            # grids: the test split, and the training split a learn-from-corrupted model learned from
-            if result.recovery is not None and split in ({"test" if "test" in splits else splits[0]} |
-                                                         ({"train"} if cell.protocol == LEARN_FROM_CORRUPTED else set())):
+            if result.recovery is not None and split in grid_splits:
                 self._keep(self._keep_recoveries, cell, split, *result.recovery)
         return rows, STATUS_OK, ""
 

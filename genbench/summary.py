@@ -25,9 +25,10 @@ import pandas as pd
 from genbench.fsutil import write_text
 from genbench.metrics import Metric, unregistered_metric
 from genbench.registry import METRICS
+from genbench.results import (CELL_KEYS, CI_HIGH, CI_LOW, DATASET, FLAG, LATENT_DIM, LEVEL, LEVEL_NAME, LEVEL_UNIT,
+                              MESSAGE, METRIC, MODEL, PROTOCOL, RUN_ID, SEED, SPLIT, STATUS, STATUS_OK, TASK, VALUE,
+                              VARIANT)
 from genbench.uncertainty import seed_interval
-from genbench.results import (CELL_KEYS, CI_HIGH, CI_LOW, DATASET, FLAG, LATENT_DIM, LEVEL, LEVEL_NAME, LEVEL_UNIT, MESSAGE, METRIC, MODEL,
-                              PROTOCOL, RUN_ID, SEED, SPLIT, STATUS, STATUS_OK, TASK, VALUE, VARIANT)
 
 #: columns of :func:`aggregate`'s table (``tables/aggregated.csv``)
 AGG_COLUMNS = (DATASET, TASK, METRIC, MODEL, LATENT_DIM, VARIANT, LEVEL_NAME, LEVEL, LEVEL_UNIT, PROTOCOL, SPLIT,
@@ -73,7 +74,8 @@ def aggregate(df: pd.DataFrame, metrics: Sequence[str] | None = None, *, rank: b
     ``mean`` and sample ``std`` (ddof=1; NaN for one value) over seeds, ``count`` values averaged,
     ``seeds`` space-separated, ``ci_low``/``ci_high`` the 95% interval of the mean over seeds and images
     (:func:`genbench.uncertainty.seed_interval`; ``shared_images``: every seed scored the same images, no
-    ``data.vary_split``; NaN for a metric without per-cell intervals and one seed), ``flag`` why the cell is degenerate by construction ("" for none), ``best`` True for the best mean of its (dataset, task, metric, variant,
+    ``data.vary_split``; NaN for a metric without per-cell intervals and one seed), ``flag`` why the cell is
+    degenerate by construction ("" for none), ``best`` True for the best mean of its (dataset, task, metric, variant,
     protocol, split) column by the metric's direction (ties all True; NaN is never best), ``beats_floor``
     whether the mean is strictly better than the best trivial floor of its column (models whose
     ``capabilities.floor`` is set: ``zero``, ``mean-image``, ``naive-inverse``; empty for the floors

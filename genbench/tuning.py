@@ -115,13 +115,15 @@ def tune(config: RunConfig, settings: TuneSettings, *, folder: Path | None = Non
     variant, protocol = parse_objective(settings.objective, task, tuple(train.shape[1:]))
     op = variant.make_operator(tuple(train.shape[1:]), derive_seed(settings.seed, task.name, variant.name))
     op.reset(1)
-    observed_fit = op.observe(fit_x.to(device))
+    fit_x, val_x = fit_x.to(device), val_x.to(device)  # once, for every trial of every model
+    observed_fit = op.observe(fit_x)
     op.reset(2)
-    observed_val = op.observe(val_x.to(device))
+    observed_val = op.observe(val_x)
     from genbench.operators import Identity
     from genbench.registry import get_metric
     from genbench.task import CLEAN_TRAIN, EvalContext
 
+    clean_fit = Identity(seed=settings.seed).observe(fit_x)  # the clean-train fits' observations
     higher = get_metric(settings.metric).higher_is_better
     if settings.metric not in task.metrics_for("validation"):
         raise ConfigError(f"tune: task {task.name!r} does not score {settings.metric!r}; it scores "
@@ -169,10 +171,10 @@ def tune(config: RunConfig, settings: TuneSettings, *, folder: Path | None = Non
                 model_config = dataclasses.replace(base, **params)
                 torch.manual_seed(derive_seed(settings.seed, name, trial.number, "fit"))
                 clean = protocol == CLEAN_TRAIN and spec.capabilities.learns  # as the runner's fit_key decides
-                train_obs = Identity(seed=settings.seed).observe(fit_x.to(device)) if clean else observed_fit
+                train_obs = clean_fit if clean else observed_fit
                 model = spec.cls(model_config).fit(train_obs)
                 ctx = EvalContext(model=model, op=op, observed={"validation": observed_val},
-                                  clean={"validation": val_x.to(device)},
+                                  clean={"validation": val_x},
                                   generator=torch.Generator().manual_seed(derive_seed(settings.seed, name, trial.number)),
                                   device=device, clock=time.perf_counter, seed=settings.seed)
                 value = float(task.evaluate(ctx, "validation").scores[settings.metric])

@@ -72,9 +72,11 @@ def _run(tmp_path: Path, args: list[str]) -> int:
     return main([*TINY, *args])
 
 
-def _assert_bad_input(tmp_path: Path, capsys, args: list[str], names: list[str]) -> None:
+def _assert_bad_input(tmp_path: Path, capsys, args: list[str], names: list[str], run=_run) -> None:
+    """``run(tmp_path, args)`` (default: a sweep with TINY in front) exits 2 with one line naming ``names``,
+    and the whole tree under ``tmp_path`` is unchanged."""
     before = _tree(tmp_path)
-    code = _run(tmp_path, args)
+    code = run(tmp_path, args)
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert code == 2, err
@@ -202,15 +204,8 @@ COMMAND_CASES = [
 def test_bad_input_to_the_other_commands_is_one_line_exit_2_nothing_written(inputs, capsys, monkeypatch, args,
                                                                               names):
     monkeypatch.chdir(inputs)  # a default --out (results/) would land here: the tree check sees it
-    before = _tree(inputs)
-    code = main([a.replace("{tmp}", str(inputs)) for a in args])
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("genbench: error:"), err
-    for name in names:
-        assert name.replace("{tmp}", str(inputs)) in lines[0], f"{name!r} not named in: {lines[0]}"
-    assert _tree(inputs) == before, "bad input wrote files"
+    _assert_bad_input(inputs, capsys, args, names,
+                      run=lambda tmp, argv: main([a.replace("{tmp}", str(tmp)) for a in argv]))
 
 
 @pytest.mark.parametrize("args, names", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
