@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="auto picks CUDA when present (default)")
     p.add_argument("--out", metavar="DIR", help="where run folders are written (default: results)")
     p.add_argument("--dry-run", action="store_true", default=None,
-                   help="run every cell for one step on a few images (a smoke test)")
+                   help="run every cell for one step on a few images, with the likelihood and samples tasks' "
+                   "steps and sample counts capped (a smoke test)")
     p.add_argument("--amp", action="store_true", default=None,
                    help="bf16 autocast of the generator-based models' forward passes in fit and inference "
                    "(CUDA only; a no-op on CPU)")

@@ -104,7 +104,7 @@ class Runner:
         self.tasks: dict[str, Task] = {}
         for name in config.tasks:
             try:
-                self.tasks[name] = get_task(name)(config.task.get(name))
+                self.tasks[name] = get_task(name)(config.task.get(name), dry_run=config.dry_run)
             except ValueError as err:
                 raise ConfigError(str(err)) from None
         self.n_eval = DRY_RUN_EVAL if config.dry_run else config.n_eval

@@ -173,14 +173,21 @@ class Task(ABC):
     default_params: ClassVar[Mapping[str, Any]] = {}
     #: registered metric names :meth:`evaluate` returns, one result row each
     metrics: ClassVar[tuple[str, ...]] = PIXEL_METRICS
+    #: caps on numeric parameters under ``--dry-run`` (a smoke test: e.g. a few annealing steps, not 1000)
+    dry_run_caps: ClassVar[Mapping[str, int]] = {}
 
-    def __init__(self, params: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, params: Mapping[str, Any] | None = None, *, dry_run: bool = False) -> None:
         params = dict(params or {})
         unknown = set(params) - set(self.default_params)
         if unknown:
             raise ValueError(f"task {self.name!r} has no parameter(s) {sorted(unknown)}; "
                              f"its parameters are {sorted(self.default_params)}")
         self.params = {**self.default_params, **params}
+        if dry_run:  # caps, not replacements: a smaller value the user set stays; a bad one is still refused
+            for key, cap in self.dry_run_caps.items():
+                value = self.params[key]
+                if isinstance(value, int) and not isinstance(value, bool) and value > cap:
+                    self.params[key] = cap
 
     @abstractmethod
     def variants(self, image_shape: ImageShape) -> list[Variant]:

@@ -77,6 +77,8 @@ class Likelihood(Task):
     metrics = (NLL, BPD, IWAE_NLL, BINARY_NLL)
     default_params = {"n_images": 30, "steps": 1000, "chains": 4, "bdmc_images": 10, "iwae_k": 1000,
                       "rbm_steps": 10000, "rbm_runs": 100, "dbn_samples": 100}
+    dry_run_caps = {"n_images": 16, "steps": 10, "chains": 2, "bdmc_images": 4, "iwae_k": 20, "rbm_steps": 100,
+                    "rbm_runs": 10, "dbn_samples": 10}
 
     def variants(self, image_shape: ImageShape) -> list[Variant]:
         for key in self.default_params:

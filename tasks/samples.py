@@ -73,6 +73,7 @@ class Samples(Task):
     metrics = ("fid", "kid", "precision", "recall", "density", "coverage", *MODE_METRICS)
     default_params = {"n_samples": 1000, "feature_epochs": 10, "kid_subsets": 100, "kid_subset_size": 1000,
                       "batch_size": 500}
+    dry_run_caps = {"n_samples": 64, "feature_epochs": 1, "kid_subsets": 10}
 
     def variants(self, image_shape: ImageShape) -> list[Variant]:
         for key in self.default_params:

@@ -74,6 +74,26 @@ def test_decoder_models_get_ais_and_bdmc_rows_and_others_say_why(tmp_path):
     assert "## likelihood: nll (lower is better)" in (run_dir / "summary.md").read_text()
 
 
+def test_a_dry_run_caps_the_task_cost_but_keeps_smaller_settings(tmp_path):
+    """--dry-run is a smoke test: the preset's 1000 annealing steps and 1000 samples become a few; a value the
+    user set below the cap stays, and the capped values are what the cell's config hash and rows record."""
+    from genbench.registry import get_task
+
+    lik = get_task("likelihood")({"steps": 1000, "chains": 1}, dry_run=True)
+    assert lik.params["steps"] == 10 and lik.params["chains"] == 1 and lik.params["n_images"] == 16
+    assert get_task("likelihood")({"steps": 1000}).params["steps"] == 1000
+    assert get_task("samples")({}, dry_run=True).params["n_samples"] == 64
+    with pytest.raises(ValueError, match="positive integer"):  # a bad value is refused, not capped away
+        get_task("likelihood")({"steps": -3}, dry_run=True).variants((1, 8, 8))
+    # end to end: asking 1000 steps in a dry run is the run asked with the cap (same cell hash, same numbers)
+    _, asked = _run(tmp_path / "a", "--models", "abp", "--latent-dims", "2", "--dry-run", "--set",
+                    "task.likelihood.steps=1000")
+    _, capped = _run(tmp_path / "b", "--models", "abp", "--latent-dims", "2", "--dry-run", "--set",
+                     "task.likelihood.steps=10")
+    assert asked.config_hash.tolist() == capped.config_hash.tolist()
+    assert asked.value.tolist() == pytest.approx(capped.value.tolist(), nan_ok=True, rel=0, abs=0)
+
+
 def test_bad_likelihood_parameters_are_one_line(capsys):
     assert main([*TINY, "--tasks", "likelihood", "--set", "task.likelihood.steps=0", "--models", "pca"]) == 2
     err = capsys.readouterr().err.strip()
