@@ -42,7 +42,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -119,7 +119,7 @@ class ABP(GeneratorModel):
 
     Config = ABPConfig
     # Langevin noise by default; abp-gd (langevin_noise=False) refines it (deterministic_inference)
-    capabilities = Capabilities(deterministic_inference=False)
+    capabilities = Capabilities(deterministic_inference=False, stacks=True)
     dry_run_overrides = {"n_epochs": 1, "langevin_steps": 1, "infer_steps": 1}
     tiny_overrides = {"n_epochs": 40, "width": 8, "batch_size": 50, "lr": 1e-2, "langevin_steps": 5,
                       "step_size": 0.3, "infer_steps": 50, "infer_step_size": 0.1}
@@ -159,6 +159,14 @@ class ABP(GeneratorModel):
 
     def _fit_desc(self) -> str:
         return f"abp fit (l={self.config.langevin_steps})"
+
+    @classmethod
+    def fit_stacked(cls, config: ABPConfig, obs: Sequence[Observations],
+                    generators: Sequence[torch.Generator]) -> list[ABP]:
+        """M fits of one config as one stacked ensemble (:func:`genbench.stacked.fit_stacked`)."""
+        from genbench.stacked import fit_stacked  # the stacked loop imports this module
+
+        return fit_stacked(config, obs, generators)
 
     # -- inference --------------------------------------------------------------------------
     def infer(self, obs: Observations) -> Tensor:

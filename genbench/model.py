@@ -88,6 +88,9 @@ class Capabilities:
     #: map's null space (a nonlinear generator can, from the structure it finds; a linear or pixel-wise
     #: model cannot): False marks its learn-from-corrupted rows on such operators degenerate (Task.degenerate)
     learns_null_space: bool = True
+    #: ``cls.fit_stacked(config, obs_list, generators)`` fits many members of one config at once, each equal to
+    #: its own ``fit`` up to float rounding (genbench/stacked.py); the runner's ``--stack M`` uses it on a GPU
+    stacks: bool = False
 
 
 def autocast(device: torch.device, enabled: bool) -> AbstractContextManager:
@@ -188,6 +191,13 @@ class LatentModel(ABC):
     def reconstruct(self, obs: Observations) -> Tensor:
         """Full images (N, C, H, W) in [-1, 1] recovered from observations."""
         return self.decode(self.infer(obs)).clamp(-1.0, 1.0)
+
+    @classmethod
+    def fit_stacked(cls: type[M], config: Any, obs: Any, generators: Any) -> list[M]:
+        """Fit one model per member at once (``Capabilities.stacks``): member m learns from ``obs[m]`` with
+        random numbers from ``generators[m]``, as ``cls(config).fit(obs[m])`` would after the global generator
+        was seeded like it. Models that cannot say so."""
+        raise MissingCapabilityError(f"{cls.__name__} cannot fit stacked members (its Capabilities.stacks is False)")
 
     def sample(self, n: int) -> Tensor:
         """n draws (n, C, H, W) from the model: decode z ~ N(0, I)."""

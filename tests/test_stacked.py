@@ -1,0 +1,102 @@
+"""The stacked ensemble (genbench/stacked.py): M ABP fits at once equal M separate fits up to float rounding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from baselines.vae import VAE
+from genbench.abp import ABP, ABPConfig
+from genbench.model import MissingCapabilityError
+from genbench.operators import BlockMask, Identity, PixelMask, RandomProjection
+from genbench.stacked import StackedNetwork, fit_stacked
+
+TINY = dict(latent_dim=4, width=8, n_epochs=2, batch_size=10, langevin_steps=2, step_size=0.1)  # the default step: rounding stays rounding
+
+
+def _members(n: int = 30) -> list:
+    g = torch.Generator().manual_seed(123)
+    xs = [torch.rand(n, 1, 16, 16, generator=g) * 2 - 1 for _ in range(4)]
+    # each member its own data and operator kind, as the seeds and variants of one sweep
+    ops = [Identity(), PixelMask(0.5, seed=3), BlockMask(6, seed=4), RandomProjection(20, (1, 16, 16), seed=5)]
+    return [op.observe(x) for op, x in zip(ops, xs)]
+
+
+def _separate(config: ABPConfig, obs, seed: int) -> ABP:
+    torch.manual_seed(seed)  # what the runner does before a fit
+    return ABP(config).fit(obs)
+
+
+def _max_diff(a: ABP, b: ABP) -> float:
+    sa, sb = a.generator_.state_dict(), b.generator_.state_dict()
+    return max((sa[k].double() - sb[k].double()).abs().max().item() for k in sa)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"langevin_noise": False}, {"langevin_bn": "eval"}],
+                         ids=["abp", "abp-gd", "langevin-bn-eval"])
+def test_every_member_equals_its_separate_fit(overrides):
+    config = ABPConfig(**TINY, **overrides)
+    obs, seeds = _members(), [0, 1, 2, 3]
+    stacked = fit_stacked(config, obs, [torch.Generator().manual_seed(s) for s in seeds])
+    for s, o, member in zip(seeds, obs, stacked):
+        ref = _separate(config, o, s)
+        # batched (grouped) convolutions round differently: agreement to float32 rounding, not bits
+        assert _max_diff(member, ref) < 1e-4
+        torch.testing.assert_close(member.z_train_, ref.z_train_, atol=1e-4, rtol=1e-4)
+        assert member.history_ == pytest.approx(ref.history_, rel=1e-5)
+        assert not member.generator_.training  # recalibrated and in eval mode, as after fit
+        test = Identity().observe(o.naive_inverse()[:5].clamp(-1, 1))
+        torch.manual_seed(9)
+        a = member.reconstruct(test)
+        torch.manual_seed(9)
+        # 100 inference steps amplify the weights' rounding differences a little
+        assert (a - ref.reconstruct(test)).abs().max() < 5e-3
+
+
+def test_members_do_not_leak_into_each_other_and_the_global_generator_is_untouched():
+    config = ABPConfig(**TINY)
+    obs = _members()
+    torch.manual_seed(77)
+    before = torch.get_rng_state()
+    two = fit_stacked(config, obs[:2], [torch.Generator().manual_seed(s) for s in (5, 6)])
+    assert torch.equal(torch.get_rng_state(), before)
+    # member 0 alone, and beside another member with other data, learns the same weights
+    one = fit_stacked(config, obs[:1], [torch.Generator().manual_seed(5)])
+    assert _max_diff(one[0], two[0]) < 1e-4
+    assert _max_diff(two[0], two[1]) > 1e-2  # different seeds and data: different models
+
+
+def test_the_ensemble_is_the_models_own_and_differs_with_the_seed():
+    config = ABPConfig(**TINY)
+    o = _members()[0]
+    a, b = fit_stacked(config, [o, o], [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)])
+    assert _max_diff(a, b) > 1e-2
+    assert ABP.capabilities.stacks and not VAE.capabilities.stacks
+    c = ABP.fit_stacked(config, [o], [torch.Generator().manual_seed(0)])[0]
+    assert _max_diff(a, c) < 1e-6  # the class method is the same loop
+
+
+def test_stacked_network_applies_member_m_to_slice_m():
+    from genbench.backbone import Generator
+
+    torch.manual_seed(0)
+    nets = [Generator(4, (1, 16, 16), 8).eval() for _ in range(3)]
+    net = StackedNetwork(nets).train(False)
+    z = torch.randn(3, 5, 4)
+    out = net(z)
+    for m in range(3):
+        torch.testing.assert_close(out[m], nets[m](z[m]), atol=1e-5, rtol=1e-5)
+
+
+def test_bad_members_are_refused_with_a_sentence():
+    config = ABPConfig(**TINY)
+    obs = _members()
+    gens = [torch.Generator().manual_seed(s) for s in range(2)]
+    with pytest.raises(ValueError, match="as many images"):
+        fit_stacked(config, [obs[0], obs[1][:20]], gens)
+    with pytest.raises(ValueError, match="one generator per member"):
+        fit_stacked(config, obs[:2], gens[:1])
+    with pytest.raises(TypeError, match="ABPConfig"):
+        fit_stacked(VAE.Config(latent_dim=4), obs[:2], gens)
+    with pytest.raises(MissingCapabilityError, match="stacks"):
+        VAE.fit_stacked(VAE.Config(latent_dim=4), obs[:2], gens)
