@@ -141,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cell-timeout", type=float, metavar="SECONDS", default=None,
                    help="wall-time limit per cell: a cell past it is a failed row and the sweep goes on "
                    "(local executor; default: none)")
+    p.add_argument("--stack", type=int, metavar="M", default=None,
+                   help="fit up to M fits of one model config (its seeds and learn-from-corrupted variants) at once "
+                   "as one stacked ensemble, for models that can (abp, abp-gd); equal to separate fits up to float "
+                   "rounding; pays on a GPU, not on a CPU (default: 1, one fit at a time)")
     p.add_argument("--trust-plugins", action="store_true",
                    help="with --resume: import the plug-ins the run's config.json names (by default they must be "
                    "given again with --plugin: a run folder someone sent you must not run code)")
@@ -151,7 +155,8 @@ def _flags(args: argparse.Namespace) -> dict:
     return {"models": args.models, "tasks": args.tasks, "data.name": args.dataset,
             "data.root": args.data_root, "data.download": args.download, "data.image_size": args.image_size,
             "latent_dims": args.latent_dims, "seeds": args.seeds, "device": args.device, "out": args.out,
-            "dry_run": args.dry_run, "amp": args.amp, "compile": args.compile, "cell_timeout": args.cell_timeout}
+            "dry_run": args.dry_run, "amp": args.amp, "compile": args.compile, "cell_timeout": args.cell_timeout,
+            "stack": args.stack}
 
 
 def cmd_run(argv: Sequence[str]) -> int:

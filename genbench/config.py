@@ -10,7 +10,7 @@ Configuration flows one way and every key and type is checked on the way:
    ``true``, ``[0, 1]``).
 
 Keys: the fields of :class:`RunConfig` (``models``, ``tasks``, ``latent_dims``, ``seeds``, ``device``,
-``out``, ``n_eval``, ``dry_run``, ``checkpoints``, ``amp``, ``compile``, ``cell_timeout``), ``data.<field>`` (a
+``out``, ``n_eval``, ``dry_run``, ``checkpoints``, ``amp``, ``compile``, ``cell_timeout``, ``stack``), ``data.<field>`` (a
 :class:`~genbench.data.DataConfig` field),
 ``model.<name>.<field>`` (a field of that registered model's config dataclass, e.g.
 ``model.abp.n_epochs=5``) and ``task.<name>.<param>`` (a task parameter). An unknown key or a
@@ -68,6 +68,7 @@ class RunConfig:
     amp: bool = False               # bf16 autocast of the networks' forward passes (CUDA; no-op on CPU)
     compile: bool = False           # torch.compile the shared Generator and ConvTrunks
     cell_timeout: float | None = None  # wall seconds per cell (local executor); a cell past it fails (None: off)
+    stack: int = 1                  # fit up to this many fits of one stackable model config at once (a GPU's switch)
     model: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per-model config overrides
     task: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)   # per-task parameters
 
@@ -296,6 +297,8 @@ def _check_names(cfg: RunConfig) -> None:
     if cfg.cell_timeout is not None and not cfg.cell_timeout > 0:
         raise ConfigError(f"cell_timeout must be a positive number of seconds or null (no limit), got "
                           f"{cfg.cell_timeout}")
+    if not 1 <= cfg.stack <= 1024:
+        raise ConfigError(f"stack must be an integer in [1, 1024] (fits trained at once), got {cfg.stack}")
     if cfg.n_eval is not None and cfg.n_eval <= 0:
         raise ConfigError(f"n_eval must be a positive integer or null (all images), got {cfg.n_eval}")
 

@@ -191,3 +191,23 @@ def fit_groups(cells: Sequence[Cell], cfg: RunConfig) -> list[list[Cell]]:
         key = fit_key(cell, spec, cell_model_config(spec, cfg, cell.latent_dim)).key
         groups.setdefault(key, []).append(cell)
     return list(groups.values())
+
+
+def stack_plan(cells: Sequence[Cell], cfg: RunConfig, size: int) -> list[list[tuple[Cell, FitKey]]]:
+    """The fits of ``cells`` that ``--stack size`` trains together: fits of models whose capabilities say they
+    stack, grouped by (fit name, full model config) and cut into chunks of at most ``size``, one
+    (first cell, fit key) per fit; groups of one are left to the usual one-at-a-time fit."""
+    buckets: dict[tuple, dict[tuple, tuple[Cell, FitKey]]] = {}
+    for cell in cells:
+        spec = get_model(cell.model)
+        if not (spec.capabilities.stacks and spec.capabilities.learns):
+            continue
+        model_config = cell_model_config(spec, cfg, cell.latent_dim)
+        fk = fit_key(cell, spec, model_config)
+        bucket = buckets.setdefault((spec.fit_name, repr(model_config)), {})
+        bucket.setdefault(fk.key, (cell, fk))
+    chunks = []
+    for fits in buckets.values():
+        members = list(fits.values())
+        chunks += [members[i:i + size] for i in range(0, len(members), size)]
+    return [c for c in chunks if len(c) > 1]

@@ -44,7 +44,7 @@ from genbench.errors import error_text
 from genbench.model import DivergenceError, LatentModel, hashed_config
 from genbench.operators import Identity, Observations, Operator
 from genbench.planning import (DRY_RUN_EVAL, SPLIT_STREAMS, Cell, CellResult, Job, cell_model_config, derive_seed,
-                               fit_groups, fit_key, plan_cells)
+                               fit_groups, fit_key, plan_cells, stack_plan)
 from genbench.progress import Progress, SweepBar
 from genbench.registry import EXECUTORS, ModelSpec, RegistryError, get_model, get_task, loaded_plugins
 from genbench.results import (STATUS_FAILED, STATUS_OK, STATUS_UNSUPPORTED, ResultRow, ResultsWriter, config_hash,
@@ -207,6 +207,8 @@ class Runner:
         summary = RunSummary(self.run_dir, n_cells=len(cells), n_skipped=len(cells) - len(todo))
         if summary.n_skipped:
             self.log(f"resuming {self.run_dir}: {summary.n_skipped} of {len(cells)} cells already finished")
+        if self.config.stack > 1:
+            self._fit_stacked(todo)
         job = Job(cells=todo, groups=fit_groups(todo, self.config), run_local=self.run_cells,
                   run_remote=functools.partial(run_group_in_worker, self.worker_payload()),
                   failed=lambda cell, message: (cell, self.failed_rows(cell, message), STATUS_FAILED, message),
@@ -346,6 +348,43 @@ class Runner:
             self._keep(self._keep_samples, cell, model)
         return model, seconds, error
 
+    def _fit_stacked(self, cells: Sequence[Cell]) -> None:
+        """``--stack M``: train the fits of ``cells`` that stack (:func:`~genbench.planning.stack_plan`) M at a
+        time (``fit_stacked``, genbench/stacked.py), each member seeded as its own fit would be, and keep them as
+        the fits of their cells (in memory and as checkpoints, which worker processes load). A stack that fails
+        (one member diverging stops it) is left to the one-at-a-time fits, which fail or succeed on their own."""
+        for chunk in stack_plan(cells, self.config, self.config.stack):
+            todo = [(cell, fk) for cell, fk in chunk if fk.key not in self._fits and not (
+                self.folder and self.folder.checkpoint_path(fk.key).exists())]
+            if len(todo) < 2:
+                continue
+            spec = get_model(todo[0][0].model)
+            model_config = cell_model_config(spec, self.config, todo[0][0].latent_dim)
+            train = [Identity(seed=c.seed).observe(self._prepared().splits(c.seed)["train"]) if fk.clean
+                     else self._prepared().observations(c.task, c.variant, c.seed)[1]["train"] for c, fk in todo]
+            gens = [torch.Generator(self.device).manual_seed(derive_seed(*fk.seed_parts, "fit")) for _, fk in todo]
+            t0 = self._clock()
+            try:
+                models = spec.cls.fit_stacked(model_config, train, gens)
+            except (Exception, SystemExit) as err:  # noqa: BLE001 -- the fits then run one at a time
+                self.log(f"warning: stacked fit of {len(todo)} {spec.name} models failed ({error_text(err)}); "
+                         f"fitting them one at a time")
+                continue
+            seconds = (self._clock() - t0) / len(todo)  # each member's share of the stack's wall time
+            self.log(f"stacked fit: {len(todo)} {spec.name} d={todo[0][0].latent_dim} fits at once, "
+                     f"{seconds:.1f}s each")
+            for (_, fk), model in zip(todo, models):
+                self.fit_count += 1
+                self._fits[fk.key] = (model, seconds, "")
+                self._record_fit(fk.key, model, seconds)
+
+    def _record_fit(self, key: tuple, model: LatentModel, seconds: float) -> None:
+        """What the fit holds (genbench.capacity), and the fit itself as a checkpoint."""
+        if self.folder is not None:
+            self._keep(capacity.record, self.run_dir, self.config.data.name, key, model, seconds)
+            if self.config.checkpoints:
+                self._keep(self.folder.save_checkpoint, model, seconds, key)
+
     def _fit_now(self, spec: ModelSpec, model_config: Any, key: tuple, seed_parts: tuple,
                  train: Observations) -> tuple[LatentModel | None, float, str]:
         torch.manual_seed(derive_seed(*seed_parts, "fit"))
@@ -356,10 +395,7 @@ class Runner:
         except (Exception, SystemExit) as err:  # noqa: BLE001 -- isolate the failure (a plug-in sys.exit too)
             return None, self._clock() - t0, error_text(err)
         seconds = self._clock() - t0
-        if self.folder is not None:  # what the fit holds (genbench.capacity), and the fit itself
-            self._keep(capacity.record, self.run_dir, self.config.data.name, key, model, seconds)
-            if self.config.checkpoints:
-                self._keep(self.folder.save_checkpoint, model, seconds, key)
+        self._record_fit(key, model, seconds)
         return model, seconds, ""
 
     # -- images for the grids (genbench.plots) ---------------------------------------------------

@@ -100,3 +100,42 @@ def test_bad_members_are_refused_with_a_sentence():
         fit_stacked(VAE.Config(latent_dim=4), obs[:2], gens)
     with pytest.raises(MissingCapabilityError, match="stacks"):
         VAE.fit_stacked(VAE.Config(latent_dim=4), obs[:2], gens)
+
+
+# -- the runner's --stack ------------------------------------------------------------------------------------
+SWEEP = ["--dataset", "digits", "--set", "data.n_train=60", "--set", "data.n_test=12", "--set", "data.n_negative=6",
+         "--set", "n_eval=12", "--models", "abp,pca", "--tasks", "reconstruction,inpainting", "--set",
+         "task.inpainting.fractions=[0.5]", "--set", "task.inpainting.blocks=[]", "--latent-dims", "2",
+         "--set", "model.abp.n_epochs=2", "--set", "model.abp.infer_steps=5", "--set", "model.abp.width=8",
+         "--seeds", "0,1"]
+
+
+def test_stack_gives_the_one_at_a_time_table_up_to_rounding(tmp_path, one_thread, capsys):
+    import pandas as pd
+
+    from genbench.cli import main
+    from genbench.results import read_results
+
+    keys = ["model", "latent_dim", "seed", "task", "variant", "protocol", "split", "metric"]
+    tables = {}
+    for name, extra in (("one", []), ("stacked", ["--stack", "8"])):
+        assert main([*SWEEP, "--out", str(tmp_path / name), *extra]) == 0
+        (run_dir,) = (tmp_path / name).iterdir()
+        tables[name] = read_results(run_dir / "results.csv").sort_values(keys).reset_index(drop=True)
+    err = capsys.readouterr().err
+    # abp's 4 fits (clean and learn-from-corrupted, 2 seeds) in one stack; pca does not stack
+    assert "stacked fit: 4 abp d=2 fits at once" in err and "stacked fit" not in err.split("stacked fit: 4")[1]
+    one, stacked = tables["one"], tables["stacked"]
+    pd.testing.assert_frame_equal(one[keys + ["config_hash", "status"]], stacked[keys + ["config_hash", "status"]])
+    pca = one.model == "pca"
+    assert (one[pca].value == stacked[pca].value).all()  # untouched
+    assert (one.value - stacked.value).abs().max() < 1e-3  # abp: float rounding of the batched convolutions
+    assert len(list(run_dir.glob("checkpoints/abp__*.pt"))) == 4  # the stacked fits are kept as checkpoints
+
+
+def test_bad_stack_is_one_line(tmp_path, capsys):
+    from genbench.cli import main
+
+    assert main([*SWEEP, "--out", str(tmp_path), "--stack", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "stack must be an integer in [1, 1024]" in err and len(err.splitlines()) == 1
