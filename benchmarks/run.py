@@ -7,8 +7,8 @@
 Every timing is the median of ``--repeats`` runs after one warm-up run, with CUDA synchronised
 before each clock read; paired timings alternate which side runs first.
 
-Sections (``--sections``: abp, vae-dcgan, rbm, inference, scaling, quick, likelihood, sweep; row names in
-brackets):
+Sections (``--sections``: abp, vae-dcgan, rbm, inference, scaling, quick, likelihood, sweep, efficiency, stack;
+row names in brackets):
 
 1. ``abp`` [abp-train]: ``ABP.fit`` throughput (images/s) and its *efficiency* = time of the same work
    written with bare PyTorch calls (``benchmarks/bare.py``) / our time; target >= 0.9.
@@ -29,6 +29,13 @@ brackets):
 9. ``sweep``: cells per hour of one shortened sweep of the default preset's cell mix, run serially (this
    process's thread count) and with ``--workers <cores>`` (1 thread each), in subprocesses; the speed-up and
    the largest value difference between the two tables.
+10. ``efficiency`` [abp-efficiency]: one ABP training iteration (l Langevin steps and a learning step, batch 50)
+    against the same Linear / ConvTranspose2d calls replayed alone (``benchmarks/efficiency.py``): the share of an
+    iteration that is the layers' own arithmetic at their own speed (target >= 0.6), with both FLOP rates and
+    the FLOP counts of both (equal: the replay is the iteration's layer work).
+11. ``stack`` [stack]: ABP fits per hour when M fits of one config train as one stacked ensemble (``--stack M``,
+    ``genbench/stacked.py``) against M separate fits, for several M, on the device; the largest weight
+    difference between the two (float rounding).
 
 Writes ``--out`` (default ``benchmarks/results/<timestamp>.csv``, columns ``benchmark, what,
 ours, reference, ratio, unit, device, notes``) and the same table as markdown beside it (.md),
@@ -63,15 +70,15 @@ import torch  # noqa: E402
 
 from benchmarks import bare  # noqa: E402
 from benchmarks.harness import (Bench, Paired, clock, fit_line, machine, markdown, paired,  # noqa: E402
-                                peak_memory, repeated, rss_mb, system_load, write_csv)
+                                peak_memory, repeated, rss_mb, system_load, torch_threads, write_csv)
 from genbench.abp import ABP, ABPConfig  # noqa: E402
 from genbench.backbone import recalibrate_batchnorm  # noqa: E402
 from genbench.data import DataConfig, load_data  # noqa: E402
 from genbench.operators import Identity  # noqa: E402
 from genbench.registry import available_models  # noqa: E402
 
-SECTIONS = ("abp", "vae-dcgan", "rbm", "inference", "scaling", "quick", "likelihood", "sweep")
-ABP_TARGET, GEN_TARGET, RBM_TARGET = 0.9, 0.95, 3.0
+SECTIONS = ("abp", "vae-dcgan", "rbm", "inference", "scaling", "quick", "likelihood", "sweep", "efficiency", "stack")
+ABP_TARGET, GEN_TARGET, RBM_TARGET, LAYER_TARGET = 0.9, 0.95, 3.0, 0.6
 RBM_THREADS = 1  # section 3 runs both RBMs on one thread, rbm_vs_sklearn.py's default
 
 
@@ -95,6 +102,9 @@ class Sizes:
     n_ais: int                        # test images of section 8's AIS
     ais: dict[str, Any]               # section 8's likelihood-task parameters (none: the task's defaults)
     sweep_args: tuple[str, ...] = ()  # section 9's sweep (run serially and with --workers)
+    efficiency_n: int = 1000          # section 10's training images (one epoch per timing)
+    stack_n: int = 500                # section 11's training images per fit (one epoch)
+    stack_sizes: tuple[int, ...] = (1, 2, 4)  # section 11's M on the CPU (a GPU adds 8 and 32)
 
 
 FULL = Sizes(data=DataConfig(name="mnist5k", n_negative=1), n_train=1000, train_epochs=2, net={}, abp={},
@@ -113,7 +123,7 @@ TINY = Sizes(data=DataConfig(name="digits", n_train=128, n_test=32, n_negative=1
              quick_args=("--dry-run", "--dataset", "digits", "--models", "abp,pca", "--tasks", "reconstruction"),
              n_ais=2, ais={"steps": 3, "chains": 2, "rbm_steps": 20, "rbm_runs": 4},
              sweep_args=("--dry-run", "--dataset", "digits", "--models", "abp,pca", "--tasks", "reconstruction",
-                         "--seeds", "0,1"))
+                         "--seeds", "0,1"), efficiency_n=64, stack_n=32, stack_sizes=(1, 2))
 
 
 # ------------------------------------------------------------------------------- 1-2: training efficiency
@@ -378,11 +388,68 @@ def bench_likelihood(ctx: Bench) -> None:
             notes=f"then {1e3 * t_score / len(test_obs):.3f} ms/image")
 
 
+# -------------------------------------------------------------------------------- 10: layer efficiency
+def bench_efficiency(ctx: Bench) -> None:
+    """An ABP training iteration against its own layer work replayed alone (benchmarks/efficiency.py)."""
+    from benchmarks.efficiency import measure
+
+    s = ctx.sizes
+    cfg = ABPConfig(**s.net, **s.abp)
+    r = measure(ctx.x_train[:s.efficiency_n], cfg, repeats=ctx.repeats, seed=ctx.seed)
+    ctx.log(f"abp-efficiency: iteration {1e3 * r['iteration_s']:.2f} ms, layers alone {1e3 * r['layers_s']:.2f} ms, "
+            f"efficiency {r['efficiency']:.3f}")
+    ctx.add("abp-efficiency", f"ABP training iteration vs its Linear/ConvTranspose2d work alone (batch {cfg.batch_size}, "
+            f"l={cfg.langevin_steps}, width {cfg.width}, d={cfg.latent_dim}, {r['iterations']} iterations a timing)",
+            1e3 * r["iteration_s"], 1e3 * r["layers_s"], r["efficiency"], "ms/iteration",
+            f"ratio = efficiency = layer time / iteration time, {_verdict(r['efficiency'], LAYER_TARGET)}; "
+            f"{r['step_gflop']:.3f} GFLOP per iteration (replay {r['workload_gflop']:.3f}); iteration "
+            f"{r['step_gflops_per_s']:.1f} GFLOP/s, layers alone {r['layers_gflops_per_s']:.1f} GFLOP/s; fit times "
+            f"{r['fit_range_s'][0]:.2f}-{r['fit_range_s'][1]:.2f} s less the BN recalibration {r['recal_s']:.3f} s")
+
+
+# ------------------------------------------------------------------------------------ 11: stacked fits
+def bench_stack(ctx: Bench) -> None:
+    """Fits per hour of M ABP fits as one stacked ensemble vs M separate fits (one epoch each), per M."""
+    from genbench.stacked import fit_stacked
+
+    s = ctx.sizes
+    cfg = ABPConfig(n_epochs=1, **s.net, **s.abp)
+    obs = Identity().observe(ctx.x_train[:s.stack_n])
+    sizes = s.stack_sizes + ((8, 32) if ctx.device.type == "cuda" else ())
+    rounding = ""
+    if ctx.device.type == "cpu":  # the scale of pure float rounding: one separate fit at 1 and at 2 threads
+        fits = []
+        for threads in (1, 2):
+            with torch_threads(threads):
+                fits.append(clock(lambda: ABP(cfg).fit(obs), ctx.device, ctx.seed)[1])
+        rounding = (f"; for scale, one separate fit at 1 vs 2 threads: "
+                    f"{bare.max_param_diff(fits[0].generator_, fits[1].generator_):.1e}")
+    for m in sizes:
+        def stacked() -> list[ABP]:
+            return fit_stacked(cfg, [obs] * m, [torch.Generator(ctx.device).manual_seed(i) for i in range(m)])
+
+        def separate() -> list[ABP]:
+            out = []
+            for i in range(m):
+                torch.manual_seed(i)
+                out.append(ABP(cfg).fit(obs))
+            return out
+
+        p = paired(ctx, stacked, separate)
+        diff = max(bare.max_param_diff(a.generator_, b.generator_) for a, b in zip(p.out_ours, p.out_ref))
+        ctx.log(f"stack M={m}: {p.describe()}")
+        ctx.add("stack", f"{m} ABP fits of one config, 1 epoch on {len(obs)} images each: stacked vs separate",
+                3600 * m / p.t_ours, 3600 * m / p.t_ref, p.t_ref / p.t_ours, "fits/h",
+                f"ratio = separate time / stacked time (> 1: stacking pays); {p.describe()} ('bare' = separate "
+                f"fits); max|W_stacked - W_separate| = {diff:.1e} (float rounding{rounding})")
+
+
 RUNNERS: dict[str, tuple[str, Callable[[Bench], None]]] = {
     "abp": ("1 abp-train", bench_abp), "vae-dcgan": ("2 vae/dcgan-train", bench_vae_dcgan),
     "rbm": ("3 rbm-vs-sklearn", bench_rbm), "inference": ("4 inference", bench_inference),
     "scaling": ("5 scaling", bench_scaling), "quick": ("7 quick-preset", bench_quick),
-    "likelihood": ("8 likelihood", bench_likelihood), "sweep": ("9 sweep", bench_sweep)}
+    "likelihood": ("8 likelihood", bench_likelihood), "sweep": ("9 sweep", bench_sweep),
+    "efficiency": ("10 abp-efficiency", bench_efficiency), "stack": ("11 stack", bench_stack)}
 
 
 

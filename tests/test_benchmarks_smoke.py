@@ -50,7 +50,11 @@ def test_tiny_run_writes_every_section(harness, tmp_path: Path, capsys: pytest.C
     for row in rows:
         by.setdefault(row["benchmark"], []).append(row)
     assert set(by) == {"abp-train", "vae-train", "dcgan-train", "rbm-vs-sklearn", "inference", "scaling", "memory",
-                       "likelihood"}
+                       "likelihood", "abp-efficiency", "stack"}
+    (eff,) = by["abp-efficiency"]  # the replayed layer work has the iteration's FLOPs
+    flop = eff["notes"].split(" GFLOP per iteration (replay ")
+    assert float(flop[0].split("; ")[-1]) == pytest.approx(float(flop[1].split(")")[0])) and _number(eff["ratio"]) > 0
+    assert len(by["stack"]) == 2 and all("(float rounding" in r["notes"] for r in by["stack"])
     assert all(math.isfinite(_number(r["ours"])) and _number(r["ours"]) >= 0 for r in by["likelihood"])
     for name in ("abp-train", "vae-train", "dcgan-train"):
         eff = _number(by[name][0]["ratio"])
