@@ -58,7 +58,7 @@ class StackedNetwork:
 
     def __init__(self, nets: Sequence[nn.Module]) -> None:
         self.params, self.buffers = stack_module_state(list(nets))
-        self.base = copy.deepcopy(nets[0]).to("meta")  # the architecture only: no weights of its own
+        self.base = copy.deepcopy(nets[0])  # the architecture; functional_call supplies the weights
 
         def one(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
             return functional_call(self.base, (params, buffers), (x,))

@@ -237,3 +237,16 @@ def test_compiled_generator_fits_and_infers_like_eager(tiny, request):
                                compile=compile_)).fit(obs)
         outputs.append(model.reconstruct(obs))
     torch.testing.assert_close(outputs[0], outputs[1], atol=1e-3, rtol=0)
+
+
+def test_stacked_fits_create_no_tensor_on_the_default_device(tiny):
+    """``--stack``: the stacked ensemble (genbench/stacked.py) under the guard, as the models above."""
+    from genbench.stacked import fit_stacked
+
+    spec = get_model("abp")
+    config = spec.make_config(**{**spec.cls.tiny_overrides, "n_epochs": 1, "latent_dim": LATENT})
+    with DeviceGuard():
+        obs = [Identity().observe(tiny.train[:40]), Identity().observe(tiny.train[40:80])]
+        models = fit_stacked(config, obs, [torch.Generator().manual_seed(s) for s in (0, 1)])
+        for model in models:
+            _on_cpu((model.z_train_, model.state_dict(), model.reconstruct(obs[0][:4])), "a stacked fit")
