@@ -164,8 +164,12 @@ class ABP(GeneratorModel):
     def fit_stacked(cls, config: ABPConfig, obs: Sequence[Observations],
                     generators: Sequence[torch.Generator]) -> list[ABP]:
         """M fits of one config as one stacked ensemble (:func:`genbench.stacked.fit_stacked`)."""
+        from genbench.model import MissingCapabilityError
         from genbench.stacked import fit_stacked  # the stacked loop imports this module
 
+        if cls is not ABP:  # the stacked loop is ABP's own step: it would ignore a subclass's overrides
+            raise MissingCapabilityError(f"{cls.__name__} subclasses ABP; the stacked loop would ignore its "
+                                         f"overrides: define {cls.__name__}.fit_stacked to stack it")
         return fit_stacked(config, obs, generators)
 
     # -- inference --------------------------------------------------------------------------

@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stack", type=int, metavar="M", default=None,
                    help="fit up to M fits of one model config (its seeds and learn-from-corrupted variants) at once "
                    "as one stacked ensemble, for models that can (abp, abp-gd); equal to separate fits up to float "
-                   "rounding; pays on a GPU, not on a CPU (default: 1, one fit at a time)")
+                   "rounding; meant for a GPU (on a CPU it is slower); may change on --resume (default: 1)")
     p.add_argument("--trust-plugins", action="store_true",
                    help="with --resume: import the plug-ins the run's config.json names (by default they must be "
                    "given again with --plugin: a run folder someone sent you must not run code)")

@@ -299,6 +299,9 @@ def _check_names(cfg: RunConfig) -> None:
                           f"{cfg.cell_timeout}")
     if not 1 <= cfg.stack <= 1024:
         raise ConfigError(f"stack must be an integer in [1, 1024] (fits trained at once), got {cfg.stack}")
+    if cfg.stack > 1 and (cfg.compile or cfg.cell_timeout is not None):
+        raise ConfigError("--stack cannot be combined with " + ("--compile (the stacked network is not compiled)"
+                          if cfg.compile else "--cell-timeout (a stack of fits is no one cell's work to time)"))
     if cfg.n_eval is not None and cfg.n_eval <= 0:
         raise ConfigError(f"n_eval must be a positive integer or null (all images), got {cfg.n_eval}")
 

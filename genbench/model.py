@@ -89,7 +89,8 @@ class Capabilities:
     #: model cannot): False marks its learn-from-corrupted rows on such operators degenerate (Task.degenerate)
     learns_null_space: bool = True
     #: ``cls.fit_stacked(config, obs_list, generators)`` fits many members of one config at once, each equal to
-    #: its own ``fit`` up to float rounding (genbench/stacked.py); the runner's ``--stack M`` uses it on a GPU
+    #: its own ``fit`` up to float rounding (genbench/stacked.py); the runner's ``--stack M`` uses it for classes
+    #: that define ``fit_stacked`` themselves (a subclass's inherited one would ignore its overrides)
     stacks: bool = False
 
 

@@ -193,19 +193,22 @@ def fit_groups(cells: Sequence[Cell], cfg: RunConfig) -> list[list[Cell]]:
     return list(groups.values())
 
 
-def stack_plan(cells: Sequence[Cell], cfg: RunConfig, size: int) -> list[list[tuple[Cell, FitKey]]]:
-    """The fits of ``cells`` that ``--stack size`` trains together: fits of models whose capabilities say they
-    stack, grouped by (fit name, full model config) and cut into chunks of at most ``size``, one
-    (first cell, fit key) per fit; groups of one are left to the usual one-at-a-time fit."""
+def stack_plan(cells: Sequence[Cell], cfg: RunConfig, size: int,
+               done: Callable[[tuple], bool] = lambda key: False) -> list[list[tuple[Cell, FitKey]]]:
+    """The fits of ``cells`` that ``--stack size`` trains together: fits of model classes that define
+    ``fit_stacked`` themselves (an inherited one would ignore a subclass's overrides) and whose capabilities
+    say they stack, not ``done`` yet (fitted or checkpointed), grouped by (fit name, full model config) and
+    cut into chunks of at most ``size``, one (first cell, fit key) per fit; chunks of one are left to the
+    usual one-at-a-time fit."""
     buckets: dict[tuple, dict[tuple, tuple[Cell, FitKey]]] = {}
     for cell in cells:
         spec = get_model(cell.model)
-        if not (spec.capabilities.stacks and spec.capabilities.learns):
+        if not (spec.capabilities.stacks and spec.capabilities.learns and "fit_stacked" in vars(spec.cls)):
             continue
         model_config = cell_model_config(spec, cfg, cell.latent_dim)
         fk = fit_key(cell, spec, model_config)
-        bucket = buckets.setdefault((spec.fit_name, repr(model_config)), {})
-        bucket.setdefault(fk.key, (cell, fk))
+        if not done(fk.key):
+            buckets.setdefault((spec.fit_name, repr(model_config)), {}).setdefault(fk.key, (cell, fk))
     chunks = []
     for fits in buckets.values():
         members = list(fits.values())

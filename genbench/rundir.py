@@ -83,7 +83,7 @@ def saved_run(run_dir: str | Path, config: RunConfig | None = None) -> tuple[Run
     blob = read_run_config(run_dir)
     saved = build_saved_config(blob, run_dir)
     if config is not None:  # the device may change (e.g. a GPU run resumed on the CPU): no hash uses it
-        saved = dataclasses.replace(saved, device=config.device)
+        saved = dataclasses.replace(saved, device=config.device, stack=config.stack)  # rounding only: may change
         differ = config_differences(saved, config)
         if differ:
             raise ConfigError(f"--resume {run_dir}: the config given differs from the run's config.json at "

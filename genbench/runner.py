@@ -43,7 +43,8 @@ from genbench.config import ConfigError, RunConfig, resolve_device
 from genbench.errors import error_text
 from genbench.model import DivergenceError, LatentModel, hashed_config
 from genbench.operators import Identity, Observations, Operator
-from genbench.planning import (DRY_RUN_EVAL, SPLIT_STREAMS, Cell, CellResult, Job, cell_model_config, derive_seed,
+from genbench.planning import (DRY_RUN_EVAL, SPLIT_STREAMS, Cell, CellResult, FitKey, Job, cell_model_config,
+                               derive_seed,
                                fit_groups, fit_key, plan_cells, stack_plan)
 from genbench.progress import Progress, SweepBar
 from genbench.registry import EXECUTORS, ModelSpec, RegistryError, get_model, get_task, loaded_plugins
@@ -115,6 +116,7 @@ class Runner:
         self._fit_caches: dict[tuple, dict[Any, Any]] = {}  # EvalContext.fit_cache of each fit in memory
         self._finished: set[Cell] | None = None  # resuming: see finished_cells
         self._sampled: set[tuple] = set()  # (model, d, seed) with samples kept
+        self._stack_of: dict[tuple, Sequence[tuple[Cell, FitKey]]] = {}  # --stack: fit key -> its chunk, unfitted
 
     @property
     def run_dir(self) -> Path:
@@ -208,7 +210,7 @@ class Runner:
         if summary.n_skipped:
             self.log(f"resuming {self.run_dir}: {summary.n_skipped} of {len(cells)} cells already finished")
         if self.config.stack > 1:
-            self._fit_stacked(todo)
+            self._plan_stacks(todo)
         job = Job(cells=todo, groups=fit_groups(todo, self.config), run_local=self.run_cells,
                   run_remote=functools.partial(run_group_in_worker, self.worker_payload()),
                   failed=lambda cell, message: (cell, self.failed_rows(cell, message), STATUS_FAILED, message),
@@ -336,7 +338,9 @@ class Runner:
                       if self.folder else None)
             if loaded is not None:
                 self._fits[fk.key] = (*loaded, "")
-            else:
+            elif fk.key in self._stack_of:  # --stack: this fit and the others of its chunk, at once
+                self._fit_chunk(self._stack_of[fk.key], keep=True)
+            if fk.key not in self._fits:
                 train = (Identity(seed=cell.seed).observe(self._prepared().splits(cell.seed)["train"]) if fk.clean
                          else observed["train"])
                 self._fits[fk.key] = self._fit_now(spec, model_config, fk.key, fk.seed_parts, train)
@@ -348,35 +352,54 @@ class Runner:
             self._keep(self._keep_samples, cell, model)
         return model, seconds, error
 
-    def _fit_stacked(self, cells: Sequence[Cell]) -> None:
-        """``--stack M``: train the fits of ``cells`` that stack (:func:`~genbench.planning.stack_plan`) M at a
-        time (``fit_stacked``, genbench/stacked.py), each member seeded as its own fit would be, and keep them as
-        the fits of their cells (in memory and as checkpoints, which worker processes load). A stack that fails
-        (one member diverging stops it) is left to the one-at-a-time fits, which fail or succeed on their own."""
-        for chunk in stack_plan(cells, self.config, self.config.stack):
-            todo = [(cell, fk) for cell, fk in chunk if fk.key not in self._fits and not (
-                self.folder and self.folder.checkpoint_path(fk.key).exists())]
-            if len(todo) < 2:
-                continue
-            spec = get_model(todo[0][0].model)
-            model_config = cell_model_config(spec, self.config, todo[0][0].latent_dim)
-            train = [Identity(seed=c.seed).observe(self._prepared().splits(c.seed)["train"]) if fk.clean
-                     else self._prepared().observations(c.task, c.variant, c.seed)[1]["train"] for c, fk in todo]
-            gens = [torch.Generator(self.device).manual_seed(derive_seed(*fk.seed_parts, "fit")) for _, fk in todo]
-            t0 = self._clock()
-            try:
-                models = spec.cls.fit_stacked(model_config, train, gens)
-            except (Exception, SystemExit) as err:  # noqa: BLE001 -- the fits then run one at a time
-                self.log(f"warning: stacked fit of {len(todo)} {spec.name} models failed ({error_text(err)}); "
-                         f"fitting them one at a time")
-                continue
-            seconds = (self._clock() - t0) / len(todo)  # each member's share of the stack's wall time
-            self.log(f"stacked fit: {len(todo)} {spec.name} d={todo[0][0].latent_dim} fits at once, "
-                     f"{seconds:.1f}s each")
-            for (_, fk), model in zip(todo, models):
-                self.fit_count += 1
+    def _plan_stacks(self, cells: Sequence[Cell]) -> None:
+        """``--stack M``: the fits of ``cells`` that stack (:func:`~genbench.planning.stack_plan`), M at a time.
+        In this process (local executor) a chunk is fitted when its first fit is needed, so at most M stacked
+        models wait in memory; for worker processes the driver fits every chunk first and hands the fits over as
+        checkpoints (so it needs them), keeping none in memory."""
+        chunks = stack_plan(cells, self.config, self.config.stack, done=self._fit_done)
+        if getattr(self.executor, "name", "local") == "local":
+            self._stack_of = {fk.key: chunk for chunk in chunks for _, fk in chunk}
+        elif not (self.folder is not None and self.config.checkpoints):
+            self.log("warning: --stack hands its fits to worker processes as checkpoints, and checkpoints are off "
+                     "(checkpoints=false): every fit runs one at a time")
+        else:
+            for chunk in chunks:
+                self._fit_chunk(chunk, keep=False)
+
+    def _fit_done(self, key: tuple) -> bool:
+        return key in self._fits or bool(self.folder and self.folder.checkpoint_path(key).exists())
+
+    def _fit_chunk(self, chunk: Sequence[tuple[Cell, FitKey]], keep: bool) -> None:
+        """Fit a chunk's fits not done yet as one stack (``fit_stacked``, genbench/stacked.py), each member
+        seeded as :meth:`_fit_now` seeds its fit; record and checkpoint each (``keep``: also as this process's
+        fit). A stack that fails (one member diverging stops it) leaves its fits to the one-at-a-time path,
+        which fails or succeeds per fit."""
+        for _, fk in chunk:
+            self._stack_of.pop(fk.key, None)
+        todo = [(c, fk) for c, fk in chunk if not self._fit_done(fk.key)]
+        if len(todo) < 2:
+            return
+        spec = get_model(todo[0][0].model)
+        model_config = cell_model_config(spec, self.config, todo[0][0].latent_dim)
+        data = self._prepared()
+        train = [Identity(seed=c.seed).observe(data.splits(c.seed)["train"]) if fk.clean
+                 else data.observations(c.task, c.variant, c.seed)[1]["train"] for c, fk in todo]
+        gens = [torch.Generator(self.device).manual_seed(derive_seed(*fk.seed_parts, "fit")) for _, fk in todo]
+        t0 = self._clock()
+        try:
+            models = spec.cls.fit_stacked(model_config, train, gens)
+        except (Exception, SystemExit) as err:  # noqa: BLE001 -- the fits then run one at a time
+            self.log(f"warning: stacked fit of {len(todo)} {spec.name} models failed ({error_text(err)}); "
+                     f"fitting them one at a time")
+            return
+        seconds = (self._clock() - t0) / len(todo)  # each member's share of the stack's wall time
+        self.log(f"stacked fit: {len(todo)} {spec.name} d={todo[0][0].latent_dim} fits at once, {seconds:.1f}s each")
+        for (_, fk), model in zip(todo, models):
+            self.fit_count += 1
+            self._record_fit(fk.key, model, seconds)
+            if keep:
                 self._fits[fk.key] = (model, seconds, "")
-                self._record_fit(fk.key, model, seconds)
 
     def _record_fit(self, key: tuple, model: LatentModel, seconds: float) -> None:
         """What the fit holds (genbench.capacity), and the fit itself as a checkpoint."""

@@ -4,8 +4,10 @@ A sweep trains the same model at the same latent size many times, differing only
 (seeds x learn-from-corrupted variants). One small generator fills a few percent of a GPU; stacked,
 M of them run as one batched network: their weights are stacked along a new leading axis
 (:func:`torch.func.stack_module_state`) and one forward pass evaluates every member on its own
-mini-batch (:func:`torch.func.vmap` over :func:`torch.func.functional_call`), so a training step
-costs about as many kernel launches for M models as for one.
+mini-batch (:func:`torch.func.vmap` over :func:`torch.func.functional_call`): the generator's layers, the
+bulk of the work, run as one batched call per layer for all M models. (The likelihood terms, the observation
+indexing and the random draws still loop over members in Python: each member has its own operator and random
+stream; those launches grow with M.)
 
 :func:`fit_stacked` does for every member exactly what :meth:`genbench.abp.ABP.fit` does (Han et al.,
 "Alternating Back-Propagation for Generator Network", AAAI 2017)::
@@ -114,7 +116,7 @@ def _check_members(config: ABPConfig, obs: Sequence[Observations], generators: S
             raise ValueError(f"the members of a stacked fit must have as many images of one shape on one device: "
                              f"member 0 has {len(first)} of {tuple(first.image_shape)} on {first.device}, member "
                              f"{m} has {len(o)} of {tuple(o.image_shape)} on {o.device}")
-        if generators[m].device.type != o.device.type:
+        if torch.device(generators[m].device) != o.device:
             raise ValueError(f"member {m}: its generator is on {generators[m].device}, its data on {o.device}")
 
 

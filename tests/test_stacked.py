@@ -139,3 +139,58 @@ def test_bad_stack_is_one_line(tmp_path, capsys):
     assert main([*SWEEP, "--out", str(tmp_path), "--stack", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert "stack must be an integer in [1, 1024]" in err and len(err.splitlines()) == 1
+
+
+def test_stack_with_workers_hands_the_fits_over_as_checkpoints(tmp_path, one_thread, capsys, monkeypatch):
+    from genbench.cli import main
+    from genbench.results import read_results
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert main([*SWEEP, "--out", str(tmp_path / "one")]) == 0
+    assert main([*SWEEP, "--out", str(tmp_path / "w"), "--stack", "4", "--workers", "2"]) == 0
+    assert "stacked fit: 4 abp d=2 fits at once" in capsys.readouterr().err
+    keys = ["model", "latent_dim", "seed", "task", "variant", "protocol", "split", "metric"]
+    one, w = (read_results(next((tmp_path / n).iterdir()) / "results.csv").sort_values(keys).reset_index(drop=True)
+              for n in ("one", "w"))
+    assert (one[keys] == w[keys]).all().all() and (one.value - w.value).abs().max() < 1e-3
+
+
+def test_stack_may_change_on_resume_and_finished_fits_are_not_stacked_again(tmp_path, one_thread, capsys):
+    from genbench.cli import main
+
+    assert main([*SWEEP, "--out", str(tmp_path), "--seeds", "0"]) == 0  # seed 0's fits, one at a time
+    (run_dir,) = tmp_path.iterdir()
+    capsys.readouterr()
+    # the same run with seed 1 added is another config; resuming the run with another --stack is allowed
+    assert main(["--resume", str(run_dir), "--stack", "4"]) == 0
+    assert "stacked fit" not in capsys.readouterr().err  # every fit is done: nothing left to stack
+
+
+@pytest.mark.parametrize("extra, text", [(["--compile"], "--compile"), (["--cell-timeout", "100"], "--cell-timeout")])
+def test_stack_refuses_what_it_cannot_honour(extra, text, tmp_path, capsys):
+    from genbench.cli import main
+
+    assert main([*SWEEP, "--out", str(tmp_path), "--stack", "2", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--stack cannot be combined with {text}" in err and len(err.splitlines()) == 1
+
+
+def test_a_subclass_of_abp_is_not_stacked_with_abps_loop():
+    from genbench.planning import stack_plan  # noqa: F401  -- the plan asks for a class's own fit_stacked
+
+    class Mine(ABP):
+        def _train_step(self, state, obs_b, idx):  # noqa: ANN001, ANN202
+            return super()._train_step(state, obs_b, idx)
+
+    assert "fit_stacked" not in vars(Mine) and Mine.capabilities.stacks
+    with pytest.raises(MissingCapabilityError, match="subclasses ABP"):
+        Mine.fit_stacked(ABPConfig(**TINY), _members()[:2], [torch.Generator().manual_seed(s) for s in (0, 1)])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_cuda_members_equal_separate_fits():
+    config = ABPConfig(**TINY)
+    obs = [o.to("cuda") for o in _members()[:2]]
+    stacked = fit_stacked(config, obs, [torch.Generator("cuda").manual_seed(s) for s in (0, 1)])
+    for s, o, member in zip((0, 1), obs, stacked):
+        assert _max_diff(member, _separate(config, o, s)) < 1e-3
