@@ -165,3 +165,19 @@ def read_results_value(run_dir: Path) -> float:
 
     df = read_results(run_dir / "results.csv")
     return float(df[(df.metric == "fid") & (df.status == "ok")].value.iloc[0])
+
+
+def test_conv_paths_variants_are_the_generators_forward_up_to_rounding():
+    """benchmarks/conv_paths.py times other convolution paths of the same Generator: they must compute it."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from benchmarks.conv_paths import VARIANTS, generator_forward
+    from genbench.backbone import Generator
+
+    torch.manual_seed(0)
+    g = Generator(10, (1, 28, 28), 8).eval()
+    z = torch.randn(6, 10)
+    with torch.no_grad():
+        ref = g(z)
+        for paths in VARIANTS.values():
+            torch.testing.assert_close(generator_forward(*paths)(g, z), ref, atol=1e-5, rtol=1e-5)
