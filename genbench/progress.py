@@ -14,7 +14,11 @@ Example::
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from genbench.results import ResultRow
 
 
 def duration(seconds: float) -> str:
@@ -69,3 +73,18 @@ class SweepBar:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def describe_cell(rows: Sequence[ResultRow], status: str, message: str, tasks: Mapping[str, Any]) -> str:
+    """The middle of a cell's progress line: its status and message, or its fit and evaluation seconds and the
+    first metric of its task (``tasks``: the run's tasks by name) on each split."""
+    import math
+
+    from genbench.results import STATUS_OK
+
+    if status != STATUS_OK:
+        return f"{status}: {(message.splitlines() or [''])[0]}"
+    first = tasks[rows[0].task].metric_names()[0]
+    scores = [f"{r.split} {first} {r.value:.4f}" for r in rows if r.metric == first and r.status == STATUS_OK]
+    evaluate = sum({r.split: r.eval_seconds for r in rows if math.isfinite(r.eval_seconds)}.values())
+    return f"fit {rows[0].fit_seconds:.1f}s, evaluate {evaluate:.1f}s, " + ", ".join(scores)

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from genbench.config import ConfigError, RunConfig
 from genbench.dataconfig import DataConfig, data_settings
-from genbench.operators import Observations, Operator
+from genbench.operators import Identity, Observations, Operator
 from genbench.planning import SPLIT_STREAMS, derive_seed, effective_data_config, shared_fit_warnings
 from genbench.results import config_hash
 from genbench.task import DataView, Task, Variant
@@ -111,6 +111,13 @@ class RunData:
     def operator(self, task: str, variant: str, seed: int) -> Operator:
         """A fresh operator of (task, variant, seed): its seed derived from the run seed."""
         return self.variant(task, variant).make_operator(self.image_shape, derive_seed(seed, task, variant))
+
+    def fit_observations(self, task: str, variant: str, seed: int, clean: bool) -> Observations:
+        """What a fit learns from: the clean training images (``clean``: the fit every clean-train cell of the seed
+        shares) or the training images observed through the variant's operator."""
+        if clean:
+            return Identity(seed=seed).observe(self.splits(seed)["train"])
+        return self.observations(task, variant, seed)[1]["train"]
 
     def observations(self, task: str, variant: str, seed: int) -> tuple[Operator, dict[str, Observations]]:
         """The operator of (task, variant, seed) and each split observed once through it, each split on

@@ -41,12 +41,11 @@ from torch import Tensor
 from genbench import capacity, plots
 from genbench.config import ConfigError, RunConfig, resolve_device
 from genbench.errors import error_text
-from genbench.model import DivergenceError, LatentModel, hashed_config
+from genbench.model import LatentModel, hashed_config
 from genbench.operators import Identity, Observations, Operator
 from genbench.planning import (DRY_RUN_EVAL, SPLIT_STREAMS, Cell, CellResult, FitKey, Job, cell_model_config,
-                               derive_seed,
-                               fit_groups, fit_key, plan_cells, stack_plan)
-from genbench.progress import Progress, SweepBar
+                               derive_seed, fit_groups, fit_key, plan_cells, stack_plan)
+from genbench.progress import Progress, SweepBar, describe_cell
 from genbench.registry import EXECUTORS, ModelSpec, RegistryError, get_model, get_task, loaded_plugins
 from genbench.results import (STATUS_FAILED, STATUS_OK, STATUS_UNSUPPORTED, ResultRow, ResultsWriter, config_hash,
                               versions_string)
@@ -54,7 +53,7 @@ from genbench.dataconfig import data_settings
 from genbench.rundata import RunData
 from genbench.rundir import RunFolder, check_out_dir, saved_run
 from genbench.runlock import RunLock
-from genbench.task import LEARN_FROM_CORRUPTED, EvalContext, SplitResult, Task
+from genbench.task import LEARN_FROM_CORRUPTED, EvalContext, Task
 from genbench.timelimit import CellTimeout, time_limit
 from genbench.worker import run_group_in_worker
 
@@ -225,7 +224,7 @@ class Runner:
                 elif status == STATUS_OK:
                     summary.n_ok += 1
                 bar.line(f"[{summary.n_skipped + i}/{len(cells)}] {cell.label()}: "
-                         f"{self._describe(rows, status, message)} ({progress.finished()})", self.log)
+                         f"{describe_cell(rows, status, message, self.tasks)} ({progress.finished()})", self.log)
         finally:
             bar.close()
             summary.seconds = time.perf_counter() - start
@@ -251,14 +250,6 @@ class Runner:
             del self._fits[key]
             self._fit_caches.pop(key, None)
 
-    def _describe(self, rows: list[ResultRow], status: str, message: str) -> str:
-        if status != STATUS_OK:
-            return f"{status}: {(message.splitlines() or [''])[0]}"
-        first = self.tasks[rows[0].task].metric_names()[0]
-        scores = [f"{r.split} {first} {r.value:.4f}" for r in rows if r.metric == first and r.status == STATUS_OK]
-        evaluate = sum({r.split: r.eval_seconds for r in rows if math.isfinite(r.eval_seconds)}.values())
-        return f"fit {rows[0].fit_seconds:.1f}s, evaluate {evaluate:.1f}s, " + ", ".join(scores)
-
     # -- one cell -----------------------------------------------------------------------------------
     def run_cell(self, cell: Cell) -> tuple[list[ResultRow], str, str]:
         """Fit (or reuse / load the fit), evaluate and score one cell: its rows, status and message."""
@@ -273,7 +264,7 @@ class Runner:
             message = f"{cell.model} does not support the {type(op).__name__} operator"
             return self._rows(cell, splits, cell_hash, status=STATUS_UNSUPPORTED, message=message), \
                 STATUS_UNSUPPORTED, message
-        model, fit_seconds, error = self._fit(cell, spec, model_config, observed)
+        model, fit_seconds, error = self._fit(cell, spec, model_config)
         if model is None:
             return self._rows(cell, splits, cell_hash, status=STATUS_FAILED, message=error,
                               fit_seconds=fit_seconds), STATUS_FAILED, error
@@ -298,7 +289,7 @@ class Runner:
                 t0 = self._clock()
                 result = task.evaluate(ctx, split)
                 eval_seconds = self._clock() - t0
-                self._check_scores(task, result, split)
+                task.check_scores(result, split)
             except (Exception, SystemExit) as err:  # noqa: BLE001 -- isolate the failure (a plug-in sys.exit too)
                 message = error_text(err)  # this split and the ones after it fail
                 return rows + self._rows(cell, splits[i:], cell_hash, status=STATUS_FAILED, message=message,
@@ -315,22 +306,11 @@ class Runner:
                 self._keep(self._keep_recoveries, cell, split, *result.recovery)
         return rows, STATUS_OK, ""
 
-    @staticmethod
-    def _check_scores(task: Task, result: SplitResult, split: str) -> None:
-        metrics = [m for m in task.metrics_for(split) if m not in result.unsupported]
-        missing = [m for m in metrics if m not in result.scores]
-        if missing:
-            raise ValueError(f"task {task.name!r} returned no value for metric(s) {missing} on the {split} split")
-        bad = [m for m in metrics if not math.isfinite(result.scores[m])]
-        if bad:
-            raise DivergenceError(f"non-finite {', '.join(bad)} on the {split} split")
-
     def _eval_images(self, split: str, seed: int) -> Tensor:
         x = self._prepared().splits(seed)[split]
         return x if self.n_eval is None else x[: self.n_eval]
 
-    def _fit(self, cell: Cell, spec: ModelSpec, model_config: Any,
-             observed: dict[str, Observations]) -> tuple[LatentModel | None, float, str]:
+    def _fit(self, cell: Cell, spec: ModelSpec, model_config: Any) -> tuple[LatentModel | None, float, str]:
         """The fitted model of this cell: from memory, from its checkpoint, or fitted now."""
         fk = fit_key(cell, spec, model_config)
         if fk.key not in self._fits:
@@ -341,8 +321,7 @@ class Runner:
             elif fk.key in self._stack_of:  # --stack: this fit and the others of its chunk, at once
                 self._fit_chunk(self._stack_of[fk.key], keep=True)
             if fk.key not in self._fits:
-                train = (Identity(seed=cell.seed).observe(self._prepared().splits(cell.seed)["train"]) if fk.clean
-                         else observed["train"])
+                train = self._prepared().fit_observations(cell.task, cell.variant, cell.seed, fk.clean)
                 self._fits[fk.key] = self._fit_now(spec, model_config, fk.key, fk.seed_parts, train)
         model, seconds, error = self._fits[fk.key]
         if model is not None and model.config != model_config:
@@ -382,9 +361,7 @@ class Runner:
             return
         spec = get_model(todo[0][0].model)
         model_config = cell_model_config(spec, self.config, todo[0][0].latent_dim)
-        data = self._prepared()
-        train = [Identity(seed=c.seed).observe(data.splits(c.seed)["train"]) if fk.clean
-                 else data.observations(c.task, c.variant, c.seed)[1]["train"] for c, fk in todo]
+        train = [self._prepared().fit_observations(c.task, c.variant, c.seed, fk.clean) for c, fk in todo]
         gens = [torch.Generator(self.device).manual_seed(derive_seed(*fk.seed_parts, "fit")) for _, fk in todo]
         t0 = self._clock()
         try:

@@ -211,6 +211,21 @@ class Task(ABC):
         (a split need not be a data split: a task may name one of its own, e.g. data it simulates)."""
         return self.metric_names()
 
+    def check_scores(self, result: SplitResult, split: str) -> None:
+        """Raise when ``result`` lacks a supported metric of ``split`` (ValueError) or holds a non-finite one
+        (:class:`~genbench.model.DivergenceError`): the runner then fails the cell's rows with the message."""
+        import math
+
+        from genbench.model import DivergenceError
+
+        metrics = [m for m in self.metrics_for(split) if m not in result.unsupported]
+        missing = [m for m in metrics if m not in result.scores]
+        if missing:
+            raise ValueError(f"task {self.name!r} returned no value for metric(s) {missing} on the {split} split")
+        bad = [m for m in metrics if not math.isfinite(result.scores[m])]
+        if bad:
+            raise DivergenceError(f"non-finite {', '.join(bad)} on the {split} split")
+
     def degenerate(self, op: Operator, protocol: str, capabilities: Any) -> str:
         """Why a cell is degenerate by construction ("" when it is not): its rows are computed, and
         ``results.csv``'s ``flag`` column, ``summary.md`` and the plots mark them. By default: learning
