@@ -30,6 +30,8 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -57,17 +59,27 @@ def langevin(g: nn.Module, obs: Observations, z: Tensor, *, sigma: float, steps:
     :func:`neg_log_joint`). Returns the last z (B, d), detached; draws ``steps`` normal blocks
     (B, d) from the global generator when ``noise``, none otherwise.
     """
+    def energy(z: Tensor) -> Tensor:
+        with autocast(z.device, amp):
+            x_hat = g(z)
+        return neg_log_joint(obs, x_hat.float(), z, sigma).sum()
+
+    return langevin_steps(energy, z, steps=steps, step_size=step_size, noise=torch.randn_like if noise else None)
+
+
+def langevin_steps(energy: Callable[[Tensor], Tensor], z: Tensor, *, steps: int, step_size: float,
+                   noise: Callable[[Tensor], Tensor] | None) -> Tensor:
+    """The Langevin update of :func:`langevin` on any ``energy(z)`` (a scalar: -log p summed over the
+    batch) with ``noise(z)`` drawing the N(0, I) block (None: gradient descent). Written once; the stacked
+    fits (genbench/stacked.py) call it with their own energy and per-member random streams."""
     half_step = 0.5 * step_size * step_size
     with torch.enable_grad():
         for _ in range(steps):
             z = z.detach().requires_grad_(True)
-            with autocast(z.device, amp):
-                x_hat = g(z)
-            energy = neg_log_joint(obs, x_hat.float(), z, sigma).sum()
-            (grad,) = torch.autograd.grad(energy, z)
+            (grad,) = torch.autograd.grad(energy(z), z)
             z = z - half_step * grad
-            if noise:
-                z = z + step_size * torch.randn_like(z)
+            if noise is not None:
+                z = z + step_size * noise(z)
     return z.detach()
 
 

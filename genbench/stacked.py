@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from genbench.abp import ABP, ABPConfig, _bn_mode
-from genbench.inference import neg_log_joint
+from genbench.inference import langevin_steps, neg_log_joint
 from genbench.model import autocast, check_finite, progress
 from genbench.operators import Observations, gaussian_nll
 
@@ -167,16 +167,14 @@ def _langevin(net: StackedNetwork, obs_b: Sequence[Observations], z: Tensor, cfg
               generators: Sequence[torch.Generator]) -> Tensor:
     """:func:`genbench.inference.langevin` on every member's latents (M, B, d) at once, the weights
     frozen; member m's noise drawn from ``generators[m]``."""
-    half_step = 0.5 * cfg.step_size * cfg.step_size
-    with _bn_mode(net.base, cfg.langevin_bn), torch.enable_grad():
-        for _ in range(cfg.langevin_steps):
-            z = z.detach().requires_grad_(True)
-            with autocast(z.device, cfg.amp):
-                x_hat = net(z, frozen=True)
-            energy = sum(neg_log_joint(o, x.float(), zm, cfg.sigma).sum() for o, x, zm in zip(obs_b, x_hat, z))
-            (grad,) = torch.autograd.grad(energy, z)
-            z = z - half_step * grad
-            if cfg.langevin_noise:
-                z = z + cfg.step_size * torch.stack([torch.randn(zm.shape, device=z.device, generator=g)
-                                                     for zm, g in zip(z, generators)])
-    return z.detach()
+    def energy(z: Tensor) -> Tensor:
+        with autocast(z.device, cfg.amp):
+            x_hat = net(z, frozen=True)
+        return sum(neg_log_joint(o, x.float(), zm, cfg.sigma).sum() for o, x, zm in zip(obs_b, x_hat, z))
+
+    def noise(z: Tensor) -> Tensor:
+        return torch.stack([torch.randn(zm.shape, device=z.device, generator=g) for zm, g in zip(z, generators)])
+
+    with _bn_mode(net.base, cfg.langevin_bn):
+        return langevin_steps(energy, z, steps=cfg.langevin_steps, step_size=cfg.step_size,
+                              noise=noise if cfg.langevin_noise else None)
