@@ -1,0 +1,234 @@
+#!/usr/bin/env python
+"""The README's result claims, recomputed from a run folder with mean ± std over its seeds.
+
+    python benchmarks/reference_claims.py RUN_DIR [RUN_DIR ...] [--out FILE.md]
+
+Reads the runs' ``results.csv`` (pooled as the report pools them: ``genbench.report.load_runs``, which
+refuses non-replicates) and writes one markdown page (default ``RUN_DIR/claims.md``) with every claim the
+README makes about the reference results, each as a table of the numbers it rests on:
+
+1. held-out reconstruction of every model (test ``mae``, clean-train), and ABP against PCA seed by seed;
+2. learning from masks: the occluded pixels of the corrupted training images, recovered by models that
+   learned only from those images (train-split ``mae``, learn-from-corrupted), and the held-out test split;
+3. VAE against ABP on the masks, seed by seed;
+4. learning from projections, and which rows beat the trivial floors at each K (the K <= 50 failure);
+5. sample quality (``fid``) and held-out log-likelihood (``nll``, ``bdmc_gap``).
+
+Cells read ``mean ± std (n)``: over the ``n`` seeds that finished the cell (``n`` is left out where every
+seed of the run did). A paired comparison ("A − B") is the per-seed difference on the same data split
+(each seed draws its own split with ``data.vary_split``), its mean ± std over the seeds both finished, and
+in how many of them A was better. A row marked † does not beat the best trivial floor of its column
+(``zero``, ``mean-image``, ``naive-inverse``), as in ``summary.md``. Nothing here is typed in by hand: a
+claim whose cells are missing shows "—", so the page can be written at any point of a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import pandas as pd  # noqa: E402
+
+#: the learned models of the default preset, in the README's order
+LEARNED = ("abp", "abp-gd", "vae", "vae-refine", "dcgan", "pca", "rbm", "dbn")
+MASKS = ("salt-pepper-0.5", "salt-pepper-0.7", "salt-pepper-0.9", "block-10", "block-14")
+PROJECTIONS = ("k-200", "k-100", "k-50", "k-20")
+CLEAN, CORRUPTED = "clean-train", "learn-from-corrupted"
+
+
+class Claims:
+    """Per-seed values of one pooled results table, looked up by cell."""
+
+    def __init__(self, df: pd.DataFrame) -> None:
+        from genbench.summary import floor_models
+
+        ok = df[df["status"] == "ok"]
+        self.seeds = sorted(int(s) for s in ok["seed"].unique())
+        self.floors = sorted(floor_models(list(pd.unique(ok["model"]))))
+        self.dims = sorted(int(d) for d in ok["latent_dim"].dropna().unique())
+        self._values: dict[tuple, dict[int, float]] = {}
+        for row in ok[["task", "variant", "protocol", "split", "metric", "model", "latent_dim", "seed",
+                       "value"]].itertuples(index=False):
+            d = None if pd.isna(row.latent_dim) else int(row.latent_dim)  # no latent code: None
+            key = (row.task, row.variant, row.protocol, row.split, row.metric, row.model, d)
+            self._values.setdefault(key, {})[int(row.seed)] = float(row.value)
+
+    def values(self, task: str, variant: str, protocol: str, split: str, metric: str, model: str,
+               d: int | None) -> dict[int, float]:
+        """{seed: value} of one cell (a method without a latent code: any ``d``)."""
+        for dim in (d, None):
+            found = self._values.get((task, variant, protocol, split, metric, model, dim))
+            if found is not None:
+                return found
+        return {}
+
+    def floor(self, task: str, variant: str, protocol: str, split: str, metric: str) -> dict[int, float]:
+        """{seed: the best floor's value} of a column (lower is better: the recovery errors)."""
+        best: dict[int, float] = {}
+        for model in self.floors:
+            for seed, value in self.values(task, variant, protocol, split, metric, model, None).items():
+                best[seed] = min(best.get(seed, math.inf), value)
+        return best
+
+    # ------------------------------------------------------------------------------------ formatting
+    def cell(self, values: dict[int, float], metric: str, floor: dict[int, float] | None = None) -> str:
+        from genbench.summary import metric_info
+
+        if not values:
+            return "—"
+        series = pd.Series(values, dtype=float)
+        info = metric_info(metric)
+        text = info.format_pair(series.mean(), series.std()) if len(series) > 1 else info.format(series.mean())
+        if len(series) < len(self.seeds):
+            text += f" ({len(series)})"
+        if floor and values:
+            best = pd.Series(floor).mean()
+            if not series.mean() < best:
+                text += " †"
+        return text
+
+    def paired(self, a: dict[int, float], b: dict[int, float], metric: str) -> str:
+        """``mean ± std`` of a − b over the seeds both have, and in how many a is lower (better)."""
+        from genbench.summary import metric_info
+
+        seeds = sorted(set(a) & set(b))
+        if not seeds:
+            return "—"
+        diff = pd.Series([a[s] - b[s] for s in seeds], dtype=float)
+        info = metric_info(metric)
+        text = info.format_pair(diff.mean(), diff.std()) if len(diff) > 1 else info.format(diff.mean())
+        return f"{text}; lower in {sum(a[s] < b[s] for s in seeds)}/{len(seeds)}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    from genbench.summary import markdown_table
+
+    return markdown_table(header, rows)
+
+
+def _by_dim(c: Claims, models: Sequence[str], task: str, variant: str, protocol: str, split: str,
+            metric: str, floors: bool = False) -> str:
+    rows = []
+    for model in models:
+        floor = c.floor(task, variant, protocol, split, metric) if floors and model not in c.floors else None
+        cells = [c.cell(c.values(task, variant, protocol, split, metric, model, d), metric, floor) for d in c.dims]
+        if any(x != "—" for x in cells):
+            rows.append([model, *cells])
+    return _table(["model", *[f"d={d}" for d in c.dims]], rows)
+
+
+def _by_variant(c: Claims, models: Sequence[str], task: str, variants: Sequence[str], protocol: str, split: str,
+                metric: str = "mae") -> str:
+    rows = []
+    for model in models:
+        for d in (c.dims if model not in c.floors and model not in ("biharmonic", "lasso-dct") else [None]):
+            cells = [c.cell(c.values(task, v, protocol, split, metric, model, d), metric,
+                            None if model in c.floors else c.floor(task, v, protocol, split, metric))
+                     for v in variants]
+            if any(x != "—" for x in cells):
+                rows.append([model if d is None else f"{model} (d={d})", *cells])
+    return _table(["model", *variants], rows)
+
+
+def _floor_counts(c: Claims, models: Sequence[str], task: str, variants: Sequence[str], protocol: str,
+                  split: str, metric: str = "mae") -> str:
+    """In how many seeds each row beats the best floor of its column at the same seed."""
+    rows = []
+    for model in models:
+        for d in c.dims:
+            cells = []
+            for v in variants:
+                vals, floor = c.values(task, v, protocol, split, metric, model, d), c.floor(task, v, protocol, split,
+                                                                                              metric)
+                seeds = sorted(set(vals) & set(floor))
+                cells.append(f"{sum(vals[s] < floor[s] for s in seeds)}/{len(seeds)}" if seeds else "—")
+            if any(x != "—" for x in cells):
+                rows.append([f"{model} (d={d})", *cells])
+    return _table(["model", *variants], rows)
+
+
+def claims_markdown(df: pd.DataFrame, title: str = "Reference claims") -> str:
+    c = Claims(df)
+    learned = [m for m in LEARNED if any(k[5] == m for k in c._values)]
+    masks_models = [*learned, "biharmonic", *c.floors]
+    proj_models = [*learned, "lasso-dct", *c.floors]
+    parts = [f"# {title}", "",
+             f"Seeds {', '.join(map(str, c.seeds))}; cells `mean ± std (n)` over the seeds that finished them "
+             "(n left out when all did); † not better than the best trivial floor of its column. Written by "
+             "`python benchmarks/reference_claims.py` from `results.csv`.", ""]
+
+    parts += ["## 1. Held-out reconstruction (test `mae`, clean-train)", "",
+              _by_dim(c, [*learned, *c.floors], "reconstruction", "identity", CLEAN, "test", "mae", floors=True), "",
+              "ABP against PCA, per seed (PCA − ABP; 'lower' counts the seeds where PCA's error is lower):", ""]
+    rows = [[f"d={d}", c.paired(c.values("reconstruction", "identity", CLEAN, "test", "mae", "pca", d),
+                                c.values("reconstruction", "identity", CLEAN, "test", "mae", "abp", d), "mae")]
+            for d in c.dims]
+    parts += [_table(["latent", "pca − abp"], rows), ""]
+
+    parts += ["## 2. Learning from masks", "",
+              "The occluded pixels of the corrupted training images, by models that learned only from them "
+              "(train `mae`, learn-from-corrupted):", "",
+              _by_variant(c, masks_models, "inpainting", MASKS, CORRUPTED, "train"), "",
+              "Held-out test images under the same fits (test `mae`, learn-from-corrupted):", "",
+              _by_variant(c, masks_models, "inpainting", MASKS, CORRUPTED, "test"), "",
+              "Clean-trained models on the same masks (test `mae`, clean-train):", "",
+              _by_variant(c, masks_models, "inpainting", MASKS, CLEAN, "test"), ""]
+
+    parts += ["## 3. VAE against ABP on the masks", "",
+              "Per seed, train `mae` under learn-from-corrupted ('lower' counts the seeds where the first model's "
+              "error is lower):", ""]
+    rows = []
+    for first, second in (("vae", "abp"), ("vae-refine", "abp"), ("vae-refine", "vae")):
+        for d in c.dims:
+            rows.append([f"{first} − {second} (d={d})",
+                         *[c.paired(c.values("inpainting", v, CORRUPTED, "train", "mae", first, d),
+                                    c.values("inpainting", v, CORRUPTED, "train", "mae", second, d), "mae")
+                           for v in MASKS]])
+    parts += [_table(["pair", *MASKS], rows), ""]
+
+    parts += ["## 4. Learning from projections", "",
+              "Train `mae` under learn-from-corrupted (every model learned from the K shared projections only):", "",
+              _by_variant(c, proj_models, "projection", PROJECTIONS, CORRUPTED, "train"), "",
+              "Clean-trained models recovering test images from K projections (test `mae`, clean-train):", "",
+              _by_variant(c, proj_models, "projection", PROJECTIONS, CLEAN, "test"), "",
+              "Seeds in which each learn-from-corrupted row beats the best floor of its column at the same seed "
+              "(train `mae`):", "",
+              _floor_counts(c, learned, "projection", PROJECTIONS, CORRUPTED, "train"), ""]
+
+    parts += ["## 5. Samples and likelihood", "", "FID of 1000 prior samples against test images (LeNet features):",
+              "", _by_dim(c, learned, "samples", "prior", CLEAN, "test", "fid"), "",
+              "Held-out negative log-likelihood (test `nll`, nats per image; AIS, PPCA's exact density for pca):",
+              "", _by_dim(c, learned, "likelihood", "identity", CLEAN, "test", "nll"), "",
+              "BDMC gap on data simulated from each model (nats per image):", "",
+              _by_dim(c, learned, "likelihood", "identity", CLEAN, "simulated", "bdmc_gap"), ""]
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run_dirs", nargs="+", help="run folders (replicates) to pool")
+    p.add_argument("--out", help="markdown file to write (default: the first run folder's claims.md)")
+    p.add_argument("--title", default="Reference claims")
+    args = p.parse_args(argv)
+    from genbench.report import ReportInputError, load_runs
+
+    try:
+        df = load_runs([Path(d) for d in args.run_dirs])
+    except ReportInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "claims.md"
+    out.write_text(claims_markdown(df, args.title) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
