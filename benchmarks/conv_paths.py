@@ -26,9 +26,10 @@ both                   1.15x / 1.35x               1.13x / 1.13x        1.13x / 
 =====================  ==========================  ===================  ===================
 
 ("idle": an earlier version of this measurement on the idle machine; "busy": this script while a 2-worker
-sweep used both cores.) The output layer on the im2col path is the one change that pays everywhere. Not
-adopted yet: the three-seed reference run (results/reference/mnist5k-default-3seeds) is being computed with
-the default path, and one table is one code's numbers (docs/speed.md).
+sweep used both cores.) The output layer on the im2col path is the one change that pays everywhere: it is
+``--conv-path im2col`` (genbench/backbone.py), off by default while the three-seed reference run
+(results/reference/mnist5k-default-3seeds) is computed on the native path: one table is one code's numbers
+(docs/speed.md).
 """
 
 from __future__ import annotations

@@ -12,6 +12,12 @@ and the channel count halving at every up-sampling. :class:`ConvTrunk` is the mi
 (strided 4x4 convolutions, BN, LeakyReLU 0.2, no pooling) ending in a linear head: the VAE's
 encoder and the GAN's discriminator.
 
+The convolution path (:func:`set_conv_path`, ``--conv-path``, a process setting like the thread count):
+``native`` runs every layer on PyTorch's default kernels (oneDNN on the CPU); ``im2col`` runs the generator's
+output layer (:class:`OutputConvTranspose2d`) on the CPU on PyTorch's own im2col kernel instead, which is
+several times faster for its few output channels (benchmarks/conv_paths.py). The same function up to float
+rounding; on CUDA both are the native path.
+
 Example::
 
     >>> g = Generator(latent_dim=10, image_shape=(1, 28, 28), width=32)
@@ -22,13 +28,57 @@ Example::
 from __future__ import annotations
 
 import math
+import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
+from genbench.config import ConvPath
 from genbench.operators import ImageShape
 
 SUPPORTED_SIZES = (8, 16, 28, 32, 64)
+#: the convolution paths of :func:`set_conv_path` (float rounding only): the values of ``conv_path``
+CONV_PATHS = typing.get_args(ConvPath)
+_CONV = {"path": "native"}
+
+
+def set_conv_path(path: str) -> None:
+    """This process's convolution path (see the module docstring); the runner sets it from ``conv_path``."""
+    if path not in CONV_PATHS:
+        raise ValueError(f"conv path must be one of {', '.join(CONV_PATHS)}, got {path!r}")
+    _CONV["path"] = path
+
+
+def get_conv_path() -> str:
+    """This process's convolution path."""
+    return _CONV["path"]
+
+
+@contextmanager
+def using_conv_path(path: str) -> Iterator[None]:
+    """:func:`set_conv_path` for the ``with`` block only."""
+    before = get_conv_path()
+    set_conv_path(path)
+    try:
+        yield
+    finally:
+        _CONV["path"] = before
+
+
+class OutputConvTranspose2d(nn.ConvTranspose2d):
+    """The generator's output layer: an ``nn.ConvTranspose2d`` (same weights, same state dict) whose forward
+    runs on PyTorch's im2col kernel (``aten.slow_conv_transpose2d``) on the CPU when the conv path is
+    ``im2col``: oneDNN is slow for a layer with 1 or 3 output channels. Elsewhere, the native forward."""
+
+    def forward(self, input: Tensor, output_size: list[int] | None = None) -> Tensor:  # noqa: A002 (torch's name)
+        if (_CONV["path"] == "im2col" and input.device.type == "cpu" and output_size is None and self.groups == 1
+                and self.padding_mode == "zeros" and not torch.is_autocast_enabled("cpu")):
+            return torch.ops.aten.slow_conv_transpose2d(input.contiguous(), self.weight, list(self.kernel_size),
+                                                        self.bias, list(self.stride), list(self.padding),
+                                                        list(self.output_padding), list(self.dilation))
+        return super().forward(input, output_size)
 
 
 def _layout(image_shape: ImageShape) -> tuple[int, int]:
@@ -67,7 +117,7 @@ class Generator(nn.Module):
             layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False, **on), nn.BatchNorm2d(c // 2, **on),
                        nn.ReLU(inplace=True)]
             c //= 2
-        layers += [nn.ConvTranspose2d(c, self.image_shape[0], 4, 2, 1, **on), nn.Tanh()]
+        layers += [OutputConvTranspose2d(c, self.image_shape[0], 4, 2, 1, **on), nn.Tanh()]
         self.up = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:

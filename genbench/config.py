@@ -10,7 +10,8 @@ Configuration flows one way and every key and type is checked on the way:
    ``true``, ``[0, 1]``).
 
 Keys: the fields of :class:`RunConfig` (``models``, ``tasks``, ``latent_dims``, ``seeds``, ``device``,
-``out``, ``n_eval``, ``dry_run``, ``checkpoints``, ``amp``, ``compile``, ``cell_timeout``, ``stack``), ``data.<field>`` (a
+``out``, ``n_eval``, ``dry_run``, ``checkpoints``, ``amp``, ``compile``, ``cell_timeout``, ``stack``, ``conv_path``),
+``data.<field>`` (a
 :class:`~genbench.data.DataConfig` field),
 ``model.<name>.<field>`` (a field of that registered model's config dataclass, e.g.
 ``model.abp.n_epochs=5``) and ``task.<name>.<param>`` (a task parameter). An unknown key or a
@@ -44,6 +45,7 @@ from genbench.dataconfig import DataConfig
 from genbench.registry import RegistryError, get_model, get_task
 
 Device = Literal["auto", "cpu", "cuda"]
+ConvPath = Literal["native", "im2col"]  # genbench.backbone.set_conv_path
 _PRESETS = resources.files("genbench") / "presets"
 
 
@@ -69,6 +71,7 @@ class RunConfig:
     compile: bool = False           # torch.compile the shared Generator and ConvTrunks
     cell_timeout: float | None = None  # wall seconds per cell (local executor); a cell past it fails (None: off)
     stack: int = 1                  # fit up to this many fits of one stackable model config at once (a GPU's switch)
+    conv_path: ConvPath = "native"       # the generator's output layer on the CPU: native (oneDNN) or im2col (backbone.py)
     model: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per-model config overrides
     task: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)   # per-task parameters
 

@@ -64,6 +64,7 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
         raise ConfigError(f"--resume {run_dir}: cannot read config.json ({err})") from None
     if not isinstance(blob, dict) or not isinstance(blob.get("config"), dict) or "run_id" not in blob:
         raise ConfigError(f"--resume {run_dir}: config.json is not a genbench run config")
+    blob["config"].setdefault("conv_path", "native")  # saved before the setting existed: the native path ran
     return blob
 
 

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from genbench import capacity, plots
+from genbench.backbone import set_conv_path
 from genbench.config import ConfigError, RunConfig, resolve_device
 from genbench.errors import error_text
 from genbench.model import LatentModel, hashed_config
@@ -94,6 +95,7 @@ class Runner:
         except RegistryError as err:
             raise ConfigError(str(err)) from None
         self.device = resolve_device(config.device)
+        set_conv_path(config.conv_path)  # a process setting, like the thread count (also in each worker's runner)
         self.log = log
         if config.amp and self.device.type != "cuda":
             log(f"note: --amp (bf16 autocast) works on CUDA only; on {self.device.type} it is a no-op (float32)")

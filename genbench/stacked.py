@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from genbench.abp import ABP, ABPConfig, _bn_mode
+from genbench.backbone import using_conv_path
 from genbench.inference import langevin_steps, neg_log_joint
 from genbench.model import autocast, check_finite, progress
 from genbench.operators import Observations, gaussian_nll
@@ -70,7 +71,8 @@ class StackedNetwork:
     def __call__(self, x: Tensor, *, frozen: bool = False) -> Tensor:
         """(M, B, ...) -> (M, B, ...); ``frozen``: the weights take no gradient (inference on x only)."""
         params = {k: v.detach() for k, v in self.params.items()} if frozen else self.params
-        return self._forward(params, self.buffers, x)
+        with using_conv_path("native"):  # vmap has no batching rule for the im2col kernel: it would loop
+            return self._forward(params, self.buffers, x)
 
     def train(self, mode: bool = True) -> StackedNetwork:
         self.base.train(mode)

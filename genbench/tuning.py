@@ -103,8 +103,10 @@ def tune(config: RunConfig, settings: TuneSettings, *, folder: Path | None = Non
     from genbench.results import config_hash
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from genbench.backbone import set_conv_path
     from genbench.config import resolve_device
     device = resolve_device(config.device)
+    set_conv_path(config.conv_path)  # as the runner does: the trials run on the run's convolution path
     data_config = effective_data_config(config)
     if data_config.vary_split:  # the split of the run's first seed: its test images stay unseen
         from genbench.rundata import split_seed

@@ -34,6 +34,17 @@ def _seed() -> None:
     torch.manual_seed(0)  # tests are the edge: they seed, library code does not
 
 
+@pytest.fixture(autouse=True)
+def _conv_path():
+    """A runner sets the process's convolution path from its config: each test starts from and leaves the
+    process default."""
+    from genbench.backbone import get_conv_path, set_conv_path
+
+    before = get_conv_path()
+    yield
+    set_conv_path(before)
+
+
 def make_fake_celeba(root: Path, parts: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
     """A tiny CelebA-shaped tree under ``root/celeba`` (one image per entry of ``parts``: 0 train,
     1 valid, 2 test); only torchvision's md5 check of the list files is bypassed."""
