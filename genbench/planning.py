@@ -183,12 +183,19 @@ def fit_key(cell: Cell, spec: ModelSpec, model_config: Any, *, clean_protocol: s
     return FitKey((spec.fit_name, config_hash(fit_config)) + where, (spec.fit_name,) + where, clean)
 
 
+def fit_keys(cells: Sequence[Cell], cfg: RunConfig) -> list[tuple]:
+    """The key of the fit each cell uses (:func:`fit_key`)."""
+    keys = []
+    for cell in cells:
+        spec = get_model(cell.model)
+        keys.append(fit_key(cell, spec, cell_model_config(spec, cfg, cell.latent_dim)).key)
+    return keys
+
+
 def fit_groups(cells: Sequence[Cell], cfg: RunConfig) -> list[list[Cell]]:
     """The cells grouped by the fitted model they use, in first-seen order."""
     groups: dict[tuple, list[Cell]] = {}
-    for cell in cells:
-        spec = get_model(cell.model)
-        key = fit_key(cell, spec, cell_model_config(spec, cfg, cell.latent_dim)).key
+    for cell, key in zip(cells, fit_keys(cells, cfg)):
         groups.setdefault(key, []).append(cell)
     return list(groups.values())
 

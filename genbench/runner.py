@@ -45,7 +45,7 @@ from genbench.errors import error_text
 from genbench.model import LatentModel, hashed_config
 from genbench.operators import Identity, Observations, Operator
 from genbench.planning import (DRY_RUN_EVAL, SPLIT_STREAMS, Cell, CellResult, FitKey, Job, cell_model_config,
-                               derive_seed, fit_groups, fit_key, plan_cells, stack_plan)
+                               derive_seed, fit_groups, fit_key, fit_keys, plan_cells, stack_plan)
 from genbench.progress import Progress, SweepBar, describe_cell
 from genbench.registry import EXECUTORS, ModelSpec, RegistryError, get_model, get_task, loaded_plugins
 from genbench.results import (STATUS_FAILED, STATUS_OK, STATUS_UNSUPPORTED, ResultRow, ResultsWriter, config_hash,
@@ -217,7 +217,9 @@ class Runner:
                   failed=lambda cell, message: (cell, self.failed_rows(cell, message), STATUS_FAILED, message),
                   wants_gpu=self.device.type == "cuda")
         start = time.perf_counter()
-        progress, bar = Progress(len(cells), summary.n_skipped), SweepBar(len(cells), summary.n_skipped)
+        progress = Progress(len(cells), summary.n_skipped, plan=list(zip(todo, fit_keys(todo, self.config))),
+                            fitted=self._fit_done)  # the ETA prices the fits and evaluations left
+        bar = SweepBar(len(cells), summary.n_skipped)
         try:
             for i, (cell, rows, status, message) in enumerate(self.executor.run(job), 1):
                 writer.append(rows)
@@ -226,7 +228,7 @@ class Runner:
                 elif status == STATUS_OK:
                     summary.n_ok += 1
                 bar.line(f"[{summary.n_skipped + i}/{len(cells)}] {cell.label()}: "
-                         f"{describe_cell(rows, status, message, self.tasks)} ({progress.finished()})", self.log)
+                         f"{describe_cell(rows, status, message, self.tasks)} ({progress.finished(cell, rows)})", self.log)
         finally:
             bar.close()
             summary.seconds = time.perf_counter() - start
