@@ -45,6 +45,17 @@ def _conv_path():
     set_conv_path(before)
 
 
+def benchmark_module(name: str):
+    """``benchmarks/<name>.py`` imported as ``benchmarks.<name>`` (the scripts are not part of the package)."""
+    import importlib
+    import sys
+
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return importlib.import_module(f"benchmarks.{name}")
+
+
 def make_fake_celeba(root: Path, parts: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
     """A tiny CelebA-shaped tree under ``root/celeba`` (one image per entry of ``parts``: 0 train,
     1 valid, 2 test); only torchvision's md5 check of the list files is bypassed."""

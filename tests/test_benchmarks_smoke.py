@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import importlib
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ import torch
 
 from baselines.dcgan import DCGAN, DCGANConfig
 from baselines.vae import VAE, VAEConfig
+from conftest import benchmark_module
 from genbench.abp import ABP, ABPConfig
 from genbench.data import DataConfig, load_data
 from genbench.operators import Identity
@@ -27,9 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def harness():
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    return importlib.import_module("benchmarks.run")
+    return benchmark_module("run")
 
 
 def _number(text: str) -> float:
@@ -169,9 +167,8 @@ def read_results_value(run_dir: Path) -> float:
 
 def test_conv_paths_variants_are_the_generators_forward_up_to_rounding():
     """benchmarks/conv_paths.py times other convolution paths of the same Generator: they must compute it."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    from benchmarks.conv_paths import VARIANTS, generator_forward
+    conv_paths = benchmark_module("conv_paths")
+    VARIANTS, generator_forward = conv_paths.VARIANTS, conv_paths.generator_forward  # noqa: N806
     from genbench.backbone import Generator
 
     torch.manual_seed(0)

@@ -3,21 +3,16 @@ hand-made table whose means, stds, paired differences and floor comparisons are 
 
 from __future__ import annotations
 
-import importlib
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def claims():
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    return importlib.import_module("benchmarks.reference_claims")
+    return benchmark_module("reference_claims")
 
 
 def _rows(model, d, task, variant, protocol, split, metric, values):
