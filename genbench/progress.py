@@ -3,12 +3,14 @@ from the finished cells, for the runner's per-cell lines.
 
 The ETA prices the work left, not the cells left: cells differ by orders of magnitude (a learn-from-corrupted
 cell is a fit; a clean-train cell shares its model's one fit; a floor costs nothing; a likelihood cell is
-minutes of AIS). Given the plan (each cell left with the key of the fit it uses, and which fits are done
-already), :class:`Progress` learns from each finished cell's rows what a fit of its model costs (once per
-fit) and what its evaluation costs (per model, task and protocol; an unseen one is priced by the same task and
-protocol of the other models, then by everything seen), prices every fit and evaluation left, and scales
-that by this process's wall seconds per recorded second so far (worker processes side by side, overheads).
-Without a plan it is the mean wall time per cell times the cells left.
+minutes of AIS). Given the plan (each cell left with the key of the fit it uses; ``fitted(key)``: whether that
+fit is done, e.g. its checkpoint exists), :class:`Progress` learns from the finished cells' rows what a fit
+costs (per model and protocol, then per model) and what an evaluation costs (per model, task and protocol;
+then the same task and protocol of the other models; then the model's mean), prices the work done in this
+process and the work left with the same prices, and gives ``elapsed x left / done``: worker processes side by
+side, a stack of fits made at once and the overheads between cells are in both. A model none of whose cells
+has finished has no price: its cells are left out of the estimate, which says so ("+ 3 models not timed yet").
+Without a plan (or before anything is priced) it is the mean wall time per cell times the cells left.
 
 The lines are plain text, one per finished cell, so they read the same on a terminal, in a CI log and in a
 file (``2> sweep.log``). The clock is injectable (tests use a fake one).
@@ -45,20 +47,22 @@ class Progress:
     """Counts finished cells of ``total`` (``skipped`` of them finished before: a resume) and estimates the rest.
 
     ``plan``: ``(cell, fit key)`` of every cell this process will run; ``fitted(key)``: whether that fit is done
-    already (a checkpoint), so it costs nothing now. With a plan, pass each finished cell and its rows to
-    :meth:`finished` (see the module docstring)."""
+    (see the module docstring). With a plan, pass each finished cell and its rows to :meth:`finished`."""
 
     def __init__(self, total: int, skipped: int = 0, clock: Callable[[], float] = time.monotonic,
                  plan: Sequence[tuple[Any, tuple]] = (), fitted: Callable[[tuple], bool] = lambda key: False) -> None:
         self.total, self.skipped, self.clock = total, skipped, clock
         self.done = 0  # cells finished by this process
         self.start = self.last = clock()
-        self._key = dict(plan)                                     # cell -> its fit key
-        self._fit_of = {key: (cell.model, cell.protocol) for cell, key in reversed(plan)}  # first cell's
-        self._unfitted = {key for _, key in plan if not fitted(key)}
-        self._fits: dict[tuple, list[float]] = {}                  # (model, protocol) -> fit seconds seen
-        self._evals: dict[tuple, list[float]] = {}                 # (model, task, protocol) -> eval seconds seen
-        self._spent = 0.0                                          # recorded seconds of the cells finished here
+        self._pending = dict(plan)                                 # cell -> its fit key, until it finishes
+        self._finished: list[Any] = []                             # cells finished here
+        self._fit_of = {key: (cell.model, cell.protocol) for cell, key in reversed(plan)}  # its first cell's
+        self._fitted = fitted
+        self._to_fit = {key for key in self._fit_of if not fitted(key)}  # the fits this process makes
+        self._made: set[tuple] = set()                             # ... of which done
+        self._timed: set[tuple] = set()                            # fits whose seconds were learned
+        self._fits: dict[tuple, list[float]] = {}                  # (model, protocol) -> fit seconds
+        self._evals: dict[tuple, list[float]] = {}                 # (model, task, protocol) -> eval seconds
 
     def finished(self, cell: Any = None, rows: Sequence[ResultRow] = ()) -> str:
         """Record one finished cell (with a plan: the cell and its rows); the line's progress text."""
@@ -67,44 +71,62 @@ class Progress:
         self.done += 1
         elapsed = now - self.start
         left = self.total - self.skipped - self.done
-        eta = self._priced(cell, rows, elapsed) if self._key else None
-        if eta is None:
-            eta = elapsed / self.done * left
-        tail = f", about {duration(eta)} left" if left > 0 else ""
-        return f"cell {duration(last)}; {self.skipped + self.done}/{self.total} done in {duration(elapsed)}{tail}"
+        text = ""
+        if left > 0:
+            priced = self._priced(cell, rows, elapsed) if self._pending or self._finished else None
+            text = priced or f", about {duration(elapsed / self.done * left)} left"
+        return f"cell {duration(last)}; {self.skipped + self.done}/{self.total} done in {duration(elapsed)}{text}"
 
-    def _priced(self, cell: Any, rows: Sequence[ResultRow], elapsed: float) -> float | None:
-        key = self._key.pop(cell, None)
-        if key is not None and rows:
-            fit, evaluate = _seconds(rows)
-            if key in self._unfitted:  # the first cell of a fit run now pays for it
-                self._unfitted.discard(key)
-                self._fits.setdefault((cell.model, cell.protocol), []).append(fit)
-                self._spent += fit
-            self._evals.setdefault((cell.model, cell.task, cell.protocol), []).append(evaluate)
-            self._spent += evaluate
-        if self._spent <= 0 or not self._evals:
+    def _priced(self, cell: Any, rows: Sequence[ResultRow], elapsed: float) -> str | None:
+        key = self._pending.pop(cell, None)
+        if key is None:
             return None
-        work = sum(_price(self._evals, (c.model, c.task, c.protocol)) for c in self._key)
-        work += sum(_price(self._fits, self._fit_of[k]) for k in self._unfitted if k in self._fit_of)
-        return elapsed / self._spent * work
+        self._finished.append(cell)
+        if rows and all(r.status != "failed" for r in rows):  # a failed cell's seconds say nothing of its cost
+            fit, evaluate = _seconds(rows)
+            self._evals.setdefault((cell.model, cell.task, cell.protocol), []).append(evaluate)
+            if key in self._to_fit and key not in self._timed:
+                self._timed.add(key)
+                self._fits.setdefault((cell.model, cell.protocol), []).append(fit)
+        if key in self._to_fit:
+            self._made.add(key)
+        self._made |= {k for k in self._to_fit - self._made if self._fitted(k)}  # a stack, another worker
+        unknown: set[str] = set()
+        done = sum(self._price_eval(c, unknown) for c in self._finished)
+        done += sum(self._price_fit(k, unknown) for k in self._made)
+        work = sum(self._price_eval(c, unknown) for c in self._pending)
+        work += sum(self._price_fit(k, unknown) for k in self._to_fit - self._made)
+        if not done > 0:
+            return None
+        untimed = f" + {len(unknown)} model{'s' if len(unknown) > 1 else ''} not timed yet" if unknown else ""
+        return f", about {duration(elapsed * work / done)} left{untimed}"
+
+    def _price_eval(self, cell: Any, unknown: set[str]) -> float:
+        own = [v for (m, _, _), vs in self._evals.items() if m == cell.model for v in vs]
+        if not own:
+            unknown.add(cell.model)
+            return 0.0
+        same = self._evals.get((cell.model, cell.task, cell.protocol))
+        others = [v for (_, t, p), vs in self._evals.items() if (t, p) == (cell.task, cell.protocol) for v in vs]
+        return _mean(same or others or own)
+
+    def _price_fit(self, key: tuple, unknown: set[str]) -> float:
+        model, protocol = self._fit_of[key]
+        own = [v for (m, _), vs in self._fits.items() if m == model for v in vs]
+        if not own:
+            unknown.add(model)
+            return 0.0
+        return _mean(self._fits.get((model, protocol)) or own)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
 
 
 def _seconds(rows: Sequence[ResultRow]) -> tuple[float, float]:
     """(fit seconds, evaluation seconds: the sum over its splits) recorded in a cell's rows; NaN counts 0."""
     fit = rows[0].fit_seconds if math.isfinite(rows[0].fit_seconds) else 0.0
     return fit, sum({r.split: r.eval_seconds for r in rows if math.isfinite(r.eval_seconds)}.values())
-
-
-def _price(seen: Mapping[tuple, list[float]], key: tuple) -> float:
-    """The mean of ``seen[key]``; else of the entries that share its last fields (the task and protocol: other
-    models), else of everything seen (0 when nothing is)."""
-    for n in range(len(key)):
-        values = [v for k, vs in seen.items() if k[n:] == key[n:] for v in vs]
-        if values:
-            return sum(values) / len(values)
-    values = [v for vs in seen.values() for v in vs]
-    return sum(values) / len(values) if values else 0.0
 
 
 class SweepBar:

@@ -26,10 +26,10 @@ def test_eta_learns_from_finished_cells_on_a_fake_clock():
     assert duration(2 * 3600 + 5 * 60 + 7) == "2h05m" and duration(-1) == "0s"
 
 
-def _rows(fit: float, evaluate: float, splits=("test",)):
+def _rows(fit: float, evaluate: float, splits=("test",), status="ok"):
     from types import SimpleNamespace
 
-    return [SimpleNamespace(split=s, fit_seconds=fit, eval_seconds=evaluate) for s in splits]  # what it reads
+    return [SimpleNamespace(split=s, fit_seconds=fit, eval_seconds=evaluate, status=status) for s in splits]
 
 
 def test_eta_prices_the_fits_and_evaluations_left():
@@ -41,25 +41,34 @@ def test_eta_prices_the_fits_and_evaluations_left():
     clean = [cell("abp", "reconstruction", "clean-train"), cell("abp", "inpainting", "clean-train")]
     corrupted = [cell("abp", "inpainting", "learn-from-corrupted", v) for v in ("a", "b", "c")]
     vae = [cell("vae", "reconstruction", "clean-train"), cell("vae", "inpainting", "learn-from-corrupted", "a")]
+    seed1 = cell("abp", "reconstruction", "clean-train", seed=1)
     plan = [(c, ("abp", 0)) for c in clean] + [(c, ("abp", c.variant)) for c in corrupted]
-    plan += [(vae[0], ("vae", 0)), (vae[1], ("vae", "a")), (cell("abp", "reconstruction", "clean-train", seed=1),
-                                                            ("abp", 1))]
-    now = [0.0]
-    p = Progress(total=len(plan), clock=lambda: now[0], plan=plan, fitted=lambda key: key == ("abp", 1))
-    now[0] += 50  # two worker processes: 50 s of wall for 100 recorded seconds
-    # the clean fit (80 s) and its first evaluation (10 s, two splits of 5 s); then the second clean cell, 10 s
-    p.finished(clean[0], _rows(80.0, 5.0, splits=("train", "test")))
+    plan += [(vae[0], ("vae", 0)), (vae[1], ("vae", "a")), (seed1, ("abp", 1))]
+    now, made = [0.0], {("abp", 1)}  # seed 1's fit is a checkpoint already: it costs nothing now
+    p = Progress(total=len(plan), clock=lambda: now[0], plan=plan, fitted=lambda key: key in made)
+    now[0] += 50
+    line = p.finished(clean[0], _rows(80.0, 5.0, splits=("train", "test")))  # the clean fit 80 s, evaluation 10 s
+    # done 90 s of work; left: 5 evaluations priced 10 s and 3 corrupted fits priced as abp's fit, 80 s: 290;
+    # vae has no price yet: left out, and said
+    assert line == "cell 50s; 1/8 done in 50s, about 2m41s left + 1 model not timed yet"  # 50 x 290 / 90
     now[0] += 5
     line = p.finished(clean[1], _rows(80.0, 10.0))  # the same fit: not paid again
-    # left: 3 corrupted abp fits and vae's 2 fits, priced as abp's clean-train fit (80 s: nothing else seen) ->
-    # 400 s; 6 evaluations at 10 s; the seed-1 fit is a checkpoint (free): 460 recorded s at 55/100 wall per s
-    assert line == "cell 5s; 2/8 done in 55s, about 4m13s left"
+    assert line.endswith(f"about {duration(55 * 280 / 100)} left + 1 model not timed yet")
     now[0] += 100
-    line = p.finished(corrupted[0], _rows(200.0, 20.0))  # a corrupted fit costs 200 s: the other two are priced so
-    # left: abp corrupted 2 x 200 + vae clean 80 (clean-train, other models) + vae corrupted 200; evaluations:
-    # abp inpainting corrupted 2 x 20, vae reconstruction clean 10, vae inpainting corrupted 20, abp seed 1 10
-    assert p._spent == 320 and line.endswith(f"about {duration(155 / 320 * (680 + 80))} left")
-    assert Progress(total=3).finished().endswith("about 0s left")  # no plan: the mean-cell estimate
+    line = p.finished(corrupted[0], _rows(200.0, 20.0))  # a corrupted fit costs 200 s: the other two priced so
+    assert line.endswith(f"about {duration(155 * (40 + 10 + 400) / 320)} left + 1 model not timed yet")
+    made.update({("abp", "b"), ("abp", "c")})  # made elsewhere meanwhile (a stack, another worker): work done
+    now[0] += 30
+    line = p.finished(corrupted[1], _rows(float("nan"), float("nan"), status="failed"))  # priced, not learned
+    assert line.endswith(f"about {duration(185 * (20 + 10) / (10 + 10 + 20 + 20 + 80 + 600))} left + 1 model not "
+                         "timed yet")
+    now[0] += 130
+    line = p.finished(vae[0], _rows(100.0, 30.0))  # vae timed: its corrupted fit at its clean fit's 100 s,
+    # its inpainting evaluation at abp's 20 s
+    done = 10 + 10 + 20 + 20 + 30 + 80 + 600 + 100
+    assert line.endswith(f"about {duration(315 * (20 + 10 + 100 + 20) / done)} left")
+    assert "not timed" not in line
+    assert Progress(total=3).finished().endswith("about 0s left")  # no plan: the mean cell time x cells left
 
 
 def test_per_cell_lines_say_fit_evaluate_and_progress(tmp_path, capsys):
