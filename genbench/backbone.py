@@ -67,14 +67,23 @@ def using_conv_path(path: str) -> Iterator[None]:
         _CONV["path"] = before
 
 
+def _cpu_autocast() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4: no device argument
+        return torch.is_autocast_cpu_enabled()
+
+
 class OutputConvTranspose2d(nn.ConvTranspose2d):
     """The generator's output layer: an ``nn.ConvTranspose2d`` (same weights, same state dict) whose forward
     runs on PyTorch's im2col kernel (``aten.slow_conv_transpose2d``) on the CPU when the conv path is
-    ``im2col``: oneDNN is slow for a layer with 1 or 3 output channels. Elsewhere, the native forward."""
+    ``im2col``: oneDNN is slow for a layer with 1 or 3 output channels. Elsewhere (CUDA, an unbatched input,
+    CPU autocast), the native forward. Forward-mode AD (``torch.func.jvp``) has no rule for the im2col kernel."""
 
     def forward(self, input: Tensor, output_size: list[int] | None = None) -> Tensor:  # noqa: A002 (torch's name)
-        if (_CONV["path"] == "im2col" and input.device.type == "cpu" and output_size is None and self.groups == 1
-                and self.padding_mode == "zeros" and not torch.is_autocast_enabled("cpu")):
+        if (_CONV["path"] == "im2col" and input.device.type == "cpu" and input.dim() == 4 and output_size is None
+                and self.groups == 1 and self.padding_mode == "zeros" and input.dtype == self.weight.dtype
+                and not _cpu_autocast()):
             return torch.ops.aten.slow_conv_transpose2d(input.contiguous(), self.weight, list(self.kernel_size),
                                                         self.bias, list(self.stride), list(self.padding),
                                                         list(self.output_padding), list(self.dilation))

@@ -405,9 +405,10 @@ def _write_fit_figures(dirs: list[Path], df: pd.DataFrame, out: Path, colors: di
 
 
 def _mixed_versions(df: pd.DataFrame) -> str:
-    """``torch=2.1 / torch=2.4`` when the rows' ``versions`` differ in torch, numpy or the device; "" otherwise."""
+    """``torch=2.1 / torch=2.4`` when the rows' ``versions`` differ in torch, numpy, the convolution path
+    (``conv=im2col``; none: native) or the device; "" otherwise."""
     def key(text: str) -> tuple[str, ...]:
-        return tuple(v for v in str(text).split() if v.split("=")[0] in ("torch", "numpy"))
+        return tuple(v for v in str(text).split() if v.split("=")[0] in ("torch", "numpy", "conv"))
 
     found = sorted({key(v) for v in df["versions"]})
     devices = sorted(set(df["device"]))

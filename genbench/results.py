@@ -148,13 +148,15 @@ class ResultRow:
 assert tuple(f.name for f in dataclasses.fields(ResultRow)) == COLUMNS
 
 
-def versions_string() -> str:
-    """Short provenance string, e.g. ``"genbench=0.1.0 torch=2.14.1 numpy=2.4.6 python=3.11.7"``."""
+def versions_string(conv_path: str = "native") -> str:
+    """Short provenance string, e.g. ``"genbench=0.1.0 torch=2.14.1 numpy=2.4.6 python=3.11.7"``, with
+    ``conv=im2col`` after it when the generator's output layer ran on the im2col path (``--conv-path``)."""
     import torch  # local: keep `results` importable cheaply where torch is already loaded anyway
 
+    conv = "" if conv_path == "native" else f" conv={conv_path}"
     return (
         f"genbench={_genbench_version()} torch={torch.__version__} "
-        f"numpy={np.__version__} python={platform.python_version()}"
+        f"numpy={np.__version__} python={platform.python_version()}{conv}"
     )
 
 

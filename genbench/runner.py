@@ -110,7 +110,7 @@ class Runner:
             except ValueError as err:
                 raise ConfigError(str(err)) from None
         self.n_eval = DRY_RUN_EVAL if config.dry_run else config.n_eval
-        self.versions = versions_string()  # once: every row of the run carries it
+        self.versions = versions_string(config.conv_path)  # once: every row of the run carries it
         self.data: RunData | None = None
         self.fit_count = 0  # fits actually run (a clean fit is shared by its cells; a checkpoint is loaded)
         self._fits: dict[tuple, tuple[LatentModel | None, float, str]] = {}
@@ -180,8 +180,8 @@ class Runner:
     def run(self, out: str | Path | None = None) -> RunSummary:
         """Prepare, create the run folder (or reopen it: :meth:`resume`), run every cell that is not
         finished yet through the executor, write the report."""
-        data = self._prepared()
-        cells = self.cells()
+        data, cells = self._prepared(), self.cells()
+        set_conv_path(self.config.conv_path)  # this run's, whatever another runner set since this one was built
         if self.resuming:
             with RunLock(self.folder.path, "resume"):  # one writer per run folder (genbench.runlock)
                 return self._run(cells, data, self.finished_cells())

@@ -289,6 +289,7 @@ def resume_settings(folder: Path) -> tuple[dict, TuneSettings, str]:
         blob = json.loads((Path(folder) / "tune.json").read_text(encoding="utf-8"))
         settings = dict(blob["settings"])
         settings["models"] = tuple(settings["models"])
+        blob["config"].setdefault("conv_path", "native")  # saved before the setting existed: the native path ran
         return blob["config"], TuneSettings(**settings), blob.get("command", "")
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ConfigError(f"tune --resume {folder}: not a tuning folder ({type(err).__name__}: {err})") from None

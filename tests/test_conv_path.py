@@ -30,6 +30,8 @@ def test_im2col_is_the_native_layer_up_to_rounding(shape) -> None:
     for native, im2col in zip(grads["native"], grads["im2col"]):
         torch.testing.assert_close(im2col, native, atol=1e-5, rtol=1e-5)
     assert not torch.equal(grads["native"][0], torch.zeros_like(grads["native"][0]))
+    with using_conv_path("im2col"), torch.no_grad():  # an unbatched input takes the native path: same shape
+        assert layer(h[0]).shape == grads["native"][0].shape[1:]
 
 
 def test_the_whole_generator_agrees_and_the_state_dict_is_unchanged() -> None:
@@ -88,6 +90,8 @@ def test_the_runner_sets_the_path_and_the_tables_agree_up_to_rounding(tmp_path, 
         tables[path] = read_results(run_dir / "results.csv")
     a, b = tables["native"], tables["im2col"]
     assert list(a.config_hash) == list(b.config_hash)  # float rounding only: no hash names the path
+    # ... but the rows' provenance does, when it is not the native path (a report pooling both says so)
+    assert not a.versions.str.contains("conv=").any() and b.versions.str.endswith(" conv=im2col").all()
     assert (a.value - b.value).abs().max() < 1e-3
     assert (a[a.model == "pca"].value.values == b[b.model == "pca"].value.values).all()
 
@@ -115,3 +119,39 @@ def test_bad_conv_path_is_a_usage_error(tmp_path, capsys) -> None:
     assert "invalid choice: 'fast'" in err and len(err.splitlines()) == 1
     assert main([*SWEEP, "--out", str(tmp_path), "--set", "conv_path=fast"]) == 2  # the config key is checked too
     assert "conv_path must be one of native, im2col" in capsys.readouterr().err
+
+
+def test_a_runner_sets_its_own_path_when_it_runs_and_a_worker_sets_it_too(tmp_path, one_thread, monkeypatch):
+    from genbench.config import resolve_config
+    from genbench.runner import Runner
+    from genbench.worker import _RUNNERS, run_group_in_worker
+
+    overrides = [s for s in SWEEP[1::2] if "=" in s] + ["models=[abp]", "latent_dims=[2]", "data.name=digits",
+                                                        "tasks=[reconstruction]", "seeds=[0]"]
+    im2col = resolve_config("quick", overrides=[*overrides, "conv_path=im2col", f"out={tmp_path / 'a'}"])
+    first = Runner(im2col, log=lambda _: None)
+    Runner(resolve_config("quick", overrides=[*overrides, f"out={tmp_path / 'b'}"]), log=lambda _: None)
+    assert get_conv_path() == "native"  # the runner built last set its own
+    seen = set()
+    native = OutputConvTranspose2d.forward
+    monkeypatch.setattr(OutputConvTranspose2d, "forward", lambda self, x, o=None: seen.add(get_conv_path())
+                        or native(self, x, o))
+    first.run()
+    assert seen == {"im2col"}  # the first runner's path while it ran
+    set_conv_path("native")
+    payload = first.worker_payload()  # what a worker process receives: it rebuilds the runner and runs a group
+    try:
+        assert run_group_in_worker(payload, []) == [] and get_conv_path() == "im2col"
+    finally:
+        _RUNNERS.clear()
+
+
+def test_a_report_says_when_pooled_rows_ran_on_both_paths():
+    import pandas as pd
+
+    from genbench.report import _mixed_versions
+
+    base = "genbench=0.1 torch=2.14.1 numpy=2.4.6 python=3.11.7"
+    rows = pd.DataFrame({"versions": [base, base + " conv=im2col"], "device": ["cpu", "cpu"]})
+    assert "conv=im2col" in _mixed_versions(rows)
+    assert _mixed_versions(rows.iloc[:1]) == ""
