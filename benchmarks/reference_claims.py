@@ -15,11 +15,14 @@ README makes about the reference results, each as a table of the numbers it rest
 5. sample quality (``fid``) and held-out log-likelihood (``nll``, ``bdmc_gap``).
 
 Cells read ``mean ± std (n)``: over the ``n`` seeds that finished the cell (``n`` is left out where every
-seed of the run did). A paired comparison ("A − B") is the per-seed difference on the same data split
-(each seed draws its own split with ``data.vary_split``), its mean ± std over the seeds both finished, and
-in how many of them A was better. A row marked † does not beat the best trivial floor of its column
-(``zero``, ``mean-image``, ``naive-inverse``), as in ``summary.md``. Nothing here is typed in by hand: a
-claim whose cells are missing shows "—", so the page can be written at any point of a run.
+seed of the run did), computed by the report's one aggregation (``genbench.summary.aggregate``), so a row
+marked † (not better than the best trivial floor of its column: ``zero``, ``mean-image``, ``naive-inverse``)
+or ‡ (degenerate by construction, never ranked) is marked exactly as in ``summary.md``. A paired comparison
+("A − B") is the per-seed difference on the same data split (each seed draws its own split with
+``data.vary_split``), its mean ± std over the seeds both finished, and in how many of them A was lower
+(better). The floor counts compare each seed with the best floor of that same seed. Nothing here is typed
+in by hand: a claim whose cells are missing shows "—" (or "no cells yet"), so the page can be written at any
+point of a run.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -36,41 +40,61 @@ if str(ROOT) not in sys.path:
 
 import pandas as pd  # noqa: E402
 
-#: the learned models of the default preset, in the README's order
-LEARNED = ("abp", "abp-gd", "vae", "vae-refine", "dcgan", "pca", "rbm", "dbn")
 MASKS = ("salt-pepper-0.5", "salt-pepper-0.7", "salt-pepper-0.9", "block-10", "block-14")
 PROJECTIONS = ("k-200", "k-100", "k-50", "k-20")
 CLEAN, CORRUPTED = "clean-train", "learn-from-corrupted"
+NO_CELLS = "_No cells yet._"
 
 
 class Claims:
-    """Per-seed values of one pooled results table, looked up by cell."""
+    """One dataset's results: the report's aggregate per cell and the per-seed values, looked up by cell."""
 
     def __init__(self, df: pd.DataFrame) -> None:
-        from genbench.summary import floor_models
+        from genbench.summary import aggregate, floor_models
 
+        datasets = list(pd.unique(df["dataset"]))
+        if len(datasets) != 1:
+            raise ValueError(f"the claims are one dataset's; the table holds {len(datasets)}: {datasets}")
+        self.seeds = sorted(int(s) for s in df["seed"].unique())  # every seed of the run, finished or not
         ok = df[df["status"] == "ok"]
-        self.seeds = sorted(int(s) for s in ok["seed"].unique())
-        self.floors = sorted(floor_models(list(pd.unique(ok["model"]))))
+        models = list(pd.unique(ok["model"]))
+        self.floors = [m for m in models if m in floor_models(models)]
+        coded = set(ok.loc[ok["latent_dim"].notna(), "model"])
+        self.learned = [m for m in models if m in coded]                   # with a latent code, in table order
+        self.reference = [m for m in models if m not in coded and m not in self.floors]  # e.g. biharmonic
         self.dims = sorted(int(d) for d in ok["latent_dim"].dropna().unique())
         self._values: dict[tuple, dict[int, float]] = {}
         for row in ok[["task", "variant", "protocol", "split", "metric", "model", "latent_dim", "seed",
                        "value"]].itertuples(index=False):
-            d = None if pd.isna(row.latent_dim) else int(row.latent_dim)  # no latent code: None
-            key = (row.task, row.variant, row.protocol, row.split, row.metric, row.model, d)
-            self._values.setdefault(key, {})[int(row.seed)] = float(row.value)
+            key = (row.task, row.variant, row.protocol, row.split, row.metric, row.model, _dim(row.latent_dim))
+            seeds = self._values.setdefault(key, {})
+            if int(row.seed) in seeds:
+                raise ValueError(f"two rows of one cell and seed: {key}, seed {row.seed}")
+            seeds[int(row.seed)] = float(row.value)
+        self._agg = {(r["task"], r["variant"], r["protocol"], r["split"], r["metric"], r["model"], _dim(r["latent_dim"])): r
+                     for r in aggregate(df).to_dict("records")}
+
+    def _find(self, table: dict, task: str, variant: str, protocol: str, split: str, metric: str, model: str,
+              d: int | None) -> Any:
+        for dim in (d, None):  # a method without a latent code: any d
+            found = table.get((task, variant, protocol, split, metric, model, dim))
+            if found is not None:
+                return found
+        return None
 
     def values(self, task: str, variant: str, protocol: str, split: str, metric: str, model: str,
                d: int | None) -> dict[int, float]:
-        """{seed: value} of one cell (a method without a latent code: any ``d``)."""
-        for dim in (d, None):
-            found = self._values.get((task, variant, protocol, split, metric, model, dim))
-            if found is not None:
-                return found
-        return {}
+        """{seed: value} of one cell's ``ok`` rows."""
+        return self._find(self._values, task, variant, protocol, split, metric, model, d) or {}
+
+    def flagged(self, task: str, variant: str, protocol: str, split: str, metric: str, model: str,
+                d: int | None) -> bool:
+        """Whether the cell is degenerate by construction (the rows' ``flag``)."""
+        agg = self._find(self._agg, task, variant, protocol, split, metric, model, d)
+        return bool(agg and agg["flag"])
 
     def floor(self, task: str, variant: str, protocol: str, split: str, metric: str) -> dict[int, float]:
-        """{seed: the best floor's value} of a column (lower is better: the recovery errors)."""
+        """{seed: the best floor's value at that seed} of a column (the recovery errors: lower is better)."""
         best: dict[int, float] = {}
         for model in self.floors:
             for seed, value in self.values(task, variant, protocol, split, metric, model, None).items():
@@ -78,47 +102,52 @@ class Claims:
         return best
 
     # ------------------------------------------------------------------------------------ formatting
-    def cell(self, values: dict[int, float], metric: str, floor: dict[int, float] | None = None) -> str:
-        from genbench.summary import metric_info
+    def cell(self, task: str, variant: str, protocol: str, split: str, metric: str, model: str,
+             d: int | None) -> str:
+        """``mean ± std (n)`` of the report's aggregate, with its † and ‡."""
+        from genbench.summary import DEGENERATE_MARK, FLOOR_MARK, metric_info
 
-        if not values:
+        agg = self._find(self._agg, task, variant, protocol, split, metric, model, d)
+        if agg is None:
             return "—"
-        series = pd.Series(values, dtype=float)
         info = metric_info(metric)
-        text = info.format_pair(series.mean(), series.std()) if len(series) > 1 else info.format(series.mean())
-        if len(series) < len(self.seeds):
-            text += f" ({len(series)})"
-        if floor and values:
-            best = pd.Series(floor).mean()
-            if not series.mean() < best:
-                text += " †"
+        text = info.format_pair(agg["mean"], agg["std"]) if agg["count"] > 1 else info.format(agg["mean"])
+        if agg["count"] < len(self.seeds):
+            text += f" ({agg['count']})"
+        if agg["beats_floor"] is False:
+            text += f" {FLOOR_MARK}"
+        if agg["flag"]:
+            text += f" {DEGENERATE_MARK}"
         return text
 
     def paired(self, a: dict[int, float], b: dict[int, float], metric: str) -> str:
-        """``mean ± std`` of a − b over the seeds both have, and in how many a is lower (better)."""
+        """``mean ± std`` of a − b over the seeds both have, and in how many a is lower."""
         from genbench.summary import metric_info
 
         seeds = sorted(set(a) & set(b))
         if not seeds:
             return "—"
-        diff = pd.Series([a[s] - b[s] for s in seeds], dtype=float)
+        diff = pd.Series([round(a[s] - b[s], 12) for s in seeds], dtype=float)  # 0.14 - 0.14 is 0, not 1e-17
         info = metric_info(metric)
         text = info.format_pair(diff.mean(), diff.std()) if len(diff) > 1 else info.format(diff.mean())
         return f"{text}; lower in {sum(a[s] < b[s] for s in seeds)}/{len(seeds)}"
 
 
+def _dim(latent_dim: Any) -> int | None:
+    return None if pd.isna(latent_dim) else int(latent_dim)
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     from genbench.summary import markdown_table
 
-    return markdown_table(header, rows)
+    return markdown_table(header, rows) if rows else NO_CELLS
 
 
 def _by_dim(c: Claims, models: Sequence[str], task: str, variant: str, protocol: str, split: str,
-            metric: str, floors: bool = False) -> str:
+            metric: str) -> str:
     rows = []
     for model in models:
-        floor = c.floor(task, variant, protocol, split, metric) if floors and model not in c.floors else None
-        cells = [c.cell(c.values(task, variant, protocol, split, metric, model, d), metric, floor) for d in c.dims]
+        cells = [c.cell(task, variant, protocol, split, metric, model, d) for d in c.dims]
         if any(x != "—" for x in cells):
             rows.append([model, *cells])
     return _table(["model", *[f"d={d}" for d in c.dims]], rows)
@@ -128,49 +157,54 @@ def _by_variant(c: Claims, models: Sequence[str], task: str, variants: Sequence[
                 metric: str = "mae") -> str:
     rows = []
     for model in models:
-        for d in (c.dims if model not in c.floors and model not in ("biharmonic", "lasso-dct") else [None]):
-            cells = [c.cell(c.values(task, v, protocol, split, metric, model, d), metric,
-                            None if model in c.floors else c.floor(task, v, protocol, split, metric))
-                     for v in variants]
+        for d in (c.dims if model in c.learned else [None]):
+            cells = [c.cell(task, v, protocol, split, metric, model, d) for v in variants]
             if any(x != "—" for x in cells):
                 rows.append([model if d is None else f"{model} (d={d})", *cells])
     return _table(["model", *variants], rows)
 
 
-def _floor_counts(c: Claims, models: Sequence[str], task: str, variants: Sequence[str], protocol: str,
-                  split: str, metric: str = "mae") -> str:
-    """In how many seeds each row beats the best floor of its column at the same seed."""
+def _floor_counts(c: Claims, task: str, variants: Sequence[str], protocol: str, split: str,
+                  metric: str = "mae") -> str:
+    """In how many seeds each learned model's row beats the best floor of its column at the same seed (‡ rows:
+    degenerate by construction, not counted)."""
+    from genbench.summary import DEGENERATE_MARK
+
     rows = []
-    for model in models:
+    for model in c.learned:
         for d in c.dims:
             cells = []
             for v in variants:
                 vals, floor = c.values(task, v, protocol, split, metric, model, d), c.floor(task, v, protocol, split,
                                                                                               metric)
                 seeds = sorted(set(vals) & set(floor))
-                cells.append(f"{sum(vals[s] < floor[s] for s in seeds)}/{len(seeds)}" if seeds else "—")
-            if any(x != "—" for x in cells):
+                if c.flagged(task, v, protocol, split, metric, model, d):
+                    cells.append(DEGENERATE_MARK)
+                else:
+                    cells.append(f"{sum(vals[s] < floor[s] for s in seeds)}/{len(seeds)}" if seeds else "—")
+            if any(x not in ("—", DEGENERATE_MARK) for x in cells):
                 rows.append([f"{model} (d={d})", *cells])
     return _table(["model", *variants], rows)
 
 
 def claims_markdown(df: pd.DataFrame, title: str = "Reference claims") -> str:
+    from genbench.summary import DEGENERATE_MARK, FLOOR_MARK
+
     c = Claims(df)
-    learned = [m for m in LEARNED if any(k[5] == m for k in c._values)]
-    masks_models = [*learned, "biharmonic", *c.floors]
-    proj_models = [*learned, "lasso-dct", *c.floors]
+    masks_models = [*c.learned, *c.reference, *c.floors]
     parts = [f"# {title}", "",
              f"Seeds {', '.join(map(str, c.seeds))}; cells `mean ± std (n)` over the seeds that finished them "
-             "(n left out when all did); † not better than the best trivial floor of its column. Written by "
+             f"(n left out when all did); {FLOOR_MARK} not better than the best trivial floor of its column; "
+             f"{DEGENERATE_MARK} degenerate by construction (as in `summary.md`). Written by "
              "`python benchmarks/reference_claims.py` from `results.csv`.", ""]
 
     parts += ["## 1. Held-out reconstruction (test `mae`, clean-train)", "",
-              _by_dim(c, [*learned, *c.floors], "reconstruction", "identity", CLEAN, "test", "mae", floors=True), "",
+              _by_dim(c, [*c.learned, *c.floors], "reconstruction", "identity", CLEAN, "test", "mae"), "",
               "ABP against PCA, per seed (PCA − ABP; 'lower' counts the seeds where PCA's error is lower):", ""]
     rows = [[f"d={d}", c.paired(c.values("reconstruction", "identity", CLEAN, "test", "mae", "pca", d),
                                 c.values("reconstruction", "identity", CLEAN, "test", "mae", "abp", d), "mae")]
             for d in c.dims]
-    parts += [_table(["latent", "pca − abp"], rows), ""]
+    parts += [_table(["latent", "pca − abp"], [r for r in rows if r[1] != "—"]), ""]
 
     parts += ["## 2. Learning from masks", "",
               "The occluded pixels of the corrupted training images, by models that learned only from them "
@@ -187,27 +221,27 @@ def claims_markdown(df: pd.DataFrame, title: str = "Reference claims") -> str:
     rows = []
     for first, second in (("vae", "abp"), ("vae-refine", "abp"), ("vae-refine", "vae")):
         for d in c.dims:
-            rows.append([f"{first} − {second} (d={d})",
-                         *[c.paired(c.values("inpainting", v, CORRUPTED, "train", "mae", first, d),
-                                    c.values("inpainting", v, CORRUPTED, "train", "mae", second, d), "mae")
-                           for v in MASKS]])
+            cells = [c.paired(c.values("inpainting", v, CORRUPTED, "train", "mae", first, d),
+                              c.values("inpainting", v, CORRUPTED, "train", "mae", second, d), "mae") for v in MASKS]
+            if any(x != "—" for x in cells):
+                rows.append([f"{first} − {second} (d={d})", *cells])
     parts += [_table(["pair", *MASKS], rows), ""]
 
     parts += ["## 4. Learning from projections", "",
               "Train `mae` under learn-from-corrupted (every model learned from the K shared projections only):", "",
-              _by_variant(c, proj_models, "projection", PROJECTIONS, CORRUPTED, "train"), "",
+              _by_variant(c, masks_models, "projection", PROJECTIONS, CORRUPTED, "train"), "",
               "Clean-trained models recovering test images from K projections (test `mae`, clean-train):", "",
-              _by_variant(c, proj_models, "projection", PROJECTIONS, CLEAN, "test"), "",
+              _by_variant(c, masks_models, "projection", PROJECTIONS, CLEAN, "test"), "",
               "Seeds in which each learn-from-corrupted row beats the best floor of its column at the same seed "
-              "(train `mae`):", "",
-              _floor_counts(c, learned, "projection", PROJECTIONS, CORRUPTED, "train"), ""]
+              f"(train `mae`; {DEGENERATE_MARK}: degenerate by construction, not counted):", "",
+              _floor_counts(c, "projection", PROJECTIONS, CORRUPTED, "train"), ""]
 
-    parts += ["## 5. Samples and likelihood", "", "FID of 1000 prior samples against test images (LeNet features):",
-              "", _by_dim(c, learned, "samples", "prior", CLEAN, "test", "fid"), "",
+    parts += ["## 5. Samples and likelihood", "", "FID of prior samples against test images (LeNet features):",
+              "", _by_dim(c, c.learned, "samples", "prior", CLEAN, "test", "fid"), "",
               "Held-out negative log-likelihood (test `nll`, nats per image; AIS, PPCA's exact density for pca):",
-              "", _by_dim(c, learned, "likelihood", "identity", CLEAN, "test", "nll"), "",
+              "", _by_dim(c, c.learned, "likelihood", "identity", CLEAN, "test", "nll"), "",
               "BDMC gap on data simulated from each model (nats per image):", "",
-              _by_dim(c, learned, "likelihood", "identity", CLEAN, "simulated", "bdmc_gap"), ""]
+              _by_dim(c, c.learned, "likelihood", "identity", CLEAN, "simulated", "bdmc_gap"), ""]
     return "\n".join(parts)
 
 
@@ -224,8 +258,15 @@ def main(argv: list[str] | None = None) -> int:
     except ReportInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    from genbench.fsutil import write_text
+
     out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "claims.md"
-    out.write_text(claims_markdown(df, args.title) + "\n")
+    try:
+        text = claims_markdown(df, args.title)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    write_text(out, text + "\n")
     print(f"wrote {out}")
     return 0
 
