@@ -82,3 +82,18 @@ def test_claims_cli_writes_the_page_and_refuses_bad_input(claims, tmp_path: Path
     two.to_csv(run / "results.csv", index=False)
     assert claims.main([str(run), "--out", str(tmp_path / "c.md")]) == 2
     assert "one dataset's; the table holds 2" in capsys.readouterr().err
+
+
+def test_compare_tables_pairs_cells_by_seed_and_scales_by_the_seed_spread() -> None:
+    compare = benchmark_module("compare_tables").compare
+    before = _table()
+    after = before.copy()
+    moved = (after.model == "abp") & (after.task == "reconstruction")
+    after.loc[moved, "value"] = after.loc[moved, "value"] + [0.001, -0.002, 0.0]
+    rows = compare(before, after, ["mae"])
+    abp = rows[(rows.model == "abp") & (rows.task == "reconstruction")].iloc[0]
+    assert abp.seeds == 3 and abp.max_abs_diff == pytest.approx(0.002) and abp.seed_std == pytest.approx(0.01)
+    assert abp.ratio == pytest.approx(0.2)
+    assert (rows.drop(index=abp.name).max_abs_diff == 0).all()  # nothing else moved
+    assert "dcgan" not in set(rows.model)  # failed rows are not compared
+    assert compare(before, after[after.seed == 5]).empty
