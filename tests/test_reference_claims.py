@@ -93,7 +93,7 @@ def test_compare_tables_pairs_cells_by_seed_and_scales_by_the_seed_spread() -> N
     rows = compare(before, after, ["mae"])
     abp = rows[(rows.model == "abp") & (rows.task == "reconstruction")].iloc[0]
     assert abp.seeds == 3 and abp.max_abs_diff == pytest.approx(0.002) and abp.seed_std == pytest.approx(0.01)
-    assert abp.ratio == pytest.approx(0.2)
+    assert abp.ratio == pytest.approx(0.2) and abp.mean_ratio == pytest.approx(0.001 / 3 / 0.01)
     assert (rows.drop(index=abp.name).max_abs_diff == 0).all()  # nothing else moved
     assert "dcgan" not in set(rows.model)  # failed rows are not compared
     assert compare(before, after[after.seed == 5]).empty
