@@ -12,7 +12,8 @@ README makes about the reference results, each as a table of the numbers it rest
    learned only from those images (train-split ``mae``, learn-from-corrupted), and the held-out test split;
 3. VAE against ABP on the masks, seed by seed;
 4. learning from projections, and which rows beat the trivial floors at each K (the K <= 50 failure);
-5. sample quality (``fid``) and held-out log-likelihood (``nll``, ``bdmc_gap``).
+5. sample quality (``fid``), held-out log-likelihood (``nll``, ``bdmc_gap``, ``iwae_nll``, ``binary_nll``) and
+   out-of-domain detection (``ood_auroc``).
 
 Cells read ``mean ± std (n)``: over the ``n`` seeds that finished the cell (``n`` is left out where every
 seed of the run did), computed by the report's one aggregation (``genbench.summary.aggregate``), so a row
@@ -57,10 +58,10 @@ class Claims:
             raise ValueError(f"the claims are one dataset's; the table holds {len(datasets)}: {datasets}")
         self.seeds = sorted(int(s) for s in df["seed"].unique())  # every seed of the run, finished or not
         ok = df[df["status"] == "ok"]
-        models = list(pd.unique(ok["model"]))
+        models = _ordered(list(pd.unique(ok["model"])))
         self.floors = [m for m in models if m in floor_models(models)]
         coded = set(ok.loc[ok["latent_dim"].notna(), "model"])
-        self.learned = [m for m in models if m in coded]                   # with a latent code, in table order
+        self.learned = [m for m in models if m in coded]                   # with a latent code
         self.reference = [m for m in models if m not in coded and m not in self.floors]  # e.g. biharmonic
         self.dims = sorted(int(d) for d in ok["latent_dim"].dropna().unique())
         self._values: dict[tuple, dict[int, float]] = {}
@@ -131,6 +132,14 @@ class Claims:
         info = metric_info(metric)
         text = info.format_pair(diff.mean(), diff.std()) if len(diff) > 1 else info.format(diff.mean())
         return f"{text}; lower in {sum(a[s] < b[s] for s in seeds)}/{len(seeds)}"
+
+
+def _ordered(models: list[str]) -> list[str]:
+    """The default preset's model order (the README's), then any other model as the table has it."""
+    from genbench.config import load_preset
+
+    preset = [m for m in load_preset("default").get("models", []) if m in models]
+    return preset + [m for m in models if m not in preset]
 
 
 def _dim(latent_dim: Any) -> int | None:
@@ -241,7 +250,12 @@ def claims_markdown(df: pd.DataFrame, title: str = "Reference claims") -> str:
               "Held-out negative log-likelihood (test `nll`, nats per image; AIS, PPCA's exact density for pca):",
               "", _by_dim(c, c.learned, "likelihood", "identity", CLEAN, "test", "nll"), "",
               "BDMC gap on data simulated from each model (nats per image):", "",
-              _by_dim(c, c.learned, "likelihood", "identity", CLEAN, "simulated", "bdmc_gap"), ""]
+              _by_dim(c, c.learned, "likelihood", "identity", CLEAN, "simulated", "bdmc_gap"), "",
+              "The VAE's IWAE bound (test `iwae_nll`) and the RBM/DBN's binarised-digit density (test `binary_nll`):",
+              "", _by_dim(c, c.learned, "likelihood", "identity", CLEAN, "test", "iwae_nll"), "",
+              _by_dim(c, c.learned, "likelihood", "identity", CLEAN, "test", "binary_nll"), "",
+              "Out-of-domain detection, faces vs test digits by per-image nll (`ood_auroc`):", "",
+              _by_dim(c, c.learned, "likelihood", "identity", CLEAN, "negative", "ood_auroc"), ""]
     return "\n".join(parts)
 
 
