@@ -72,21 +72,37 @@ class ProcessExecutor:
         from genbench.worker import init_worker
 
         context = multiprocessing.get_context("spawn")  # no forked torch state (threads, CUDA) in the workers
-        with ProcessPoolExecutor(max_workers=min(self.workers, max(1, len(job.groups))), mp_context=context,
-                                 initializer=init_worker, initargs=(self.threads,)) as pool:
-            pending = {pool.submit(job.run_remote, list(group)): group for group in job.groups}
-            try:
-                for future in as_completed(pending):
-                    group = pending[future]
-                    try:
-                        results = future.result()
-                    except Exception as err:  # noqa: BLE001 -- a lost worker fails its group, the sweep goes on
-                        message = f"worker process failed: {error_text(err)}"
-                        results = [job.failed(cell, message) for cell in group]
-                    yield from results
-            finally:
-                for future in pending:  # Ctrl-C or an error in the driver: nothing new starts
-                    future.cancel()
+        pool = ProcessPoolExecutor(max_workers=min(self.workers, max(1, len(job.groups))), mp_context=context,
+                                   initializer=init_worker, initargs=(self.threads,))
+        pending = {pool.submit(job.run_remote, list(group)): group for group in job.groups}
+        stopped = True
+        try:
+            for future in as_completed(pending):
+                group = pending[future]
+                try:
+                    results = future.result()
+                except Exception as err:  # noqa: BLE001 -- a lost worker fails its group, the sweep goes on
+                    message = f"worker process failed: {error_text(err)}"
+                    results = [job.failed(cell, message) for cell in group]
+                yield from results
+            stopped = False
+        finally:
+            if stopped:  # Ctrl-C, SIGTERM or an error in the driver: stop now, as a serial run stops
+                _stop(pool)
+            else:
+                pool.shutdown(wait=True)
+
+
+def _stop(pool: Any) -> None:
+    """Cancel every group not started and end the worker processes now: the groups they run would come back
+    to a driver that no longer writes rows (their finished fits are already checkpoints)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # CPython's pool keeps them here
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=10)
 
 
 @register_executor("ray")

@@ -76,3 +76,57 @@ def test_sigkill_with_workers_then_resume_gives_the_uninterrupted_table(tmp_path
     _, whole = _table(tmp_path / "whole")
     pd.testing.assert_frame_equal(resumed, whole)
     assert n_before < len(whole) + 1, "the kill did not land mid-way"
+
+
+def test_sigterm_with_workers_stops_now_and_leaves_no_worker(tmp_path):
+    """A stopped driver writes no more rows: it must not wait for the groups its workers run (before, it waited
+    for them, for as long as a fit takes, and threw their results away), nor leave them running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    started = tmp_path / "fit-started"
+    plugin = tmp_path / "slow_plugin.py"
+    plugin.write_text(
+        "import os, pathlib, time\n"
+        "from baselines.pca import PCA\n"
+        "from genbench.registry import register_model\n"
+        "@register_model('slow-pca', description='PCA whose fit takes ten minutes')\n"
+        "class SlowPCA(PCA):\n"
+        "    def fit(self, obs):\n"
+        "        pathlib.Path(os.environ['GB_STARTED']).write_text('fitting')\n"
+        "        time.sleep(600)\n"
+        "        return super().fit(obs)\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "GB_STARTED": str(started)}
+    args = [*SWEEP[:SWEEP.index("--models")], "--models", "slow-pca,pca", "--tasks", "reconstruction",
+            "--latent-dims", "2", "--seeds", "0", "--workers", "2", "--plugin", str(plugin), "--out", str(tmp_path / "r")]
+    proc = subprocess.Popen([sys.executable, str(root / "run_benchmarks.py"), *args], cwd=root, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and not started.exists():
+            time.sleep(0.05)
+        assert started.exists(), f"the slow fit never started: {proc.stderr.read() if proc.poll() else ''}"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 143, err
+        assert time.monotonic() - t0 < 60  # not the slow fit's ten minutes
+        assert "terminated (SIGTERM); the finished cells are in" in err and "Traceback" not in err
+        time.sleep(1)
+        assert _running(proc.pid) == []  # no worker process of the run's process group is left running
+    finally:
+        if proc.poll() is None or _running(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _running(group: int) -> list[str]:
+    """The processes of a process group that still run (an exited one not yet reaped, a zombie, does not)."""
+    import subprocess
+
+    ps = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-g", str(group)], capture_output=True, text=True).stdout
+    return [line for line in ps.splitlines() if line.split()[1:2] and not line.split()[1].startswith("Z")]
