@@ -30,6 +30,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from genbench.results import ResultRow
 
 
@@ -50,7 +52,8 @@ class Progress:
     (see the module docstring). With a plan, pass each finished cell and its rows to :meth:`finished`."""
 
     def __init__(self, total: int, skipped: int = 0, clock: Callable[[], float] = time.monotonic,
-                 plan: Sequence[tuple[Any, tuple]] = (), fitted: Callable[[tuple], bool] = lambda key: False) -> None:
+                 plan: Sequence[tuple[Any, tuple]] = (), fitted: Callable[[tuple], bool] = lambda key: False,
+                 history: pd.DataFrame | None = None) -> None:
         self.total, self.skipped, self.clock = total, skipped, clock
         self.done = 0  # cells finished by this process
         self.start = self.last = clock()
@@ -63,6 +66,23 @@ class Progress:
         self._timed: set[tuple] = set()                            # fits whose seconds were learned
         self._fits: dict[tuple, list[float]] = {}                  # (model, protocol) -> fit seconds
         self._evals: dict[tuple, list[float]] = {}                 # (model, task, protocol) -> eval seconds
+        if history is not None:
+            self._learn_history(history)
+
+    def _learn_history(self, table: pd.DataFrame) -> None:
+        """Prices from the rows of cells finished before (a resumed run's ``results.csv``): each ``ok`` cell's
+        evaluation, and each fit once (the cells of one fit carry its seconds; a fit loaded from a checkpoint
+        carries the seconds it took when it was made)."""
+        ok = table[table["status"] == "ok"]
+        cells = ok.groupby(["model", "latent_dim", "seed", "task", "variant", "protocol"], dropna=False, sort=False)
+        fits: set[tuple] = set()
+        for (model, d, seed, task, _, protocol), rows in cells:
+            evals = rows.drop_duplicates("split")["eval_seconds"].dropna()
+            self._evals.setdefault((model, task, protocol), []).append(float(evals.sum()))
+            fit = rows["fit_seconds"].iloc[0]
+            if math.isfinite(fit) and (model, d, seed, protocol, fit) not in fits:  # a shared fit: counted once
+                fits.add((model, d, seed, protocol, fit))
+                self._fits.setdefault((model, protocol), []).append(float(fit))
 
     def finished(self, cell: Any = None, rows: Sequence[ResultRow] = ()) -> str:
         """Record one finished cell (with a plan: the cell and its rows); the line's progress text."""
@@ -85,7 +105,7 @@ class Progress:
         if rows and all(r.status != "failed" for r in rows):  # a failed cell's seconds say nothing of its cost
             fit, evaluate = _seconds(rows)
             self._evals.setdefault((cell.model, cell.task, cell.protocol), []).append(evaluate)
-            if key in self._to_fit and key not in self._timed:
+            if key not in self._timed:  # a checkpoint's fit too: what that fit cost when it was made
                 self._timed.add(key)
                 self._fits.setdefault((cell.model, cell.protocol), []).append(fit)
         if key in self._to_fit:

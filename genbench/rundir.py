@@ -132,6 +132,16 @@ class RunFolder:
     def results_csv(self) -> Path:
         return self.path / "results.csv"
 
+    def read_results(self) -> Any:
+        """The rows written so far (a DataFrame), or None when there are none or they cannot be read (for the
+        progress estimate only: the resume's own reading is :meth:`finished_cells`, which says why)."""
+        from genbench.results import read_results
+
+        try:
+            return read_results(self.results_csv) if self.results_csv.exists() else None
+        except (OSError, ValueError):
+            return None
+
     def write_config(self, blob: dict[str, Any]) -> None:
         write_text(self.path / "config.json", json.dumps(blob, indent=2) + "\n")
 

@@ -218,7 +218,7 @@ class Runner:
                   wants_gpu=self.device.type == "cuda")
         start = time.perf_counter()
         progress = Progress(len(cells), summary.n_skipped, plan=list(zip(todo, fit_keys(todo, self.config))),
-                            fitted=self._fit_done)  # the ETA prices the fits and evaluations left
+                            fitted=self._fit_done, history=self.folder.read_results())  # the ETA prices the work left
         bar = SweepBar(len(cells), summary.n_skipped)
         try:
             for i, (cell, rows, status, message) in enumerate(self.executor.run(job), 1):

@@ -71,6 +71,39 @@ def test_eta_prices_the_fits_and_evaluations_left():
     assert Progress(total=3).finished().endswith("about 0s left")  # no plan: the mean cell time x cells left
 
 
+def test_eta_learns_prices_from_checkpointed_fits_and_from_the_rows_of_earlier_parts():
+    import pandas as pd
+
+    from genbench.planning import Cell
+
+    abp = Cell("abp", 2, 0, "reconstruction", "identity", "clean-train")
+    abp_masks = Cell("abp", 2, 0, "inpainting", "block-10", "learn-from-corrupted")
+    vae = Cell("vae", 2, 0, "reconstruction", "identity", "clean-train")
+    vae_masks = Cell("vae", 2, 0, "inpainting", "block-10", "learn-from-corrupted")
+    plan = [(abp, ("abp", 0)), (abp_masks, ("abp", "b")), (vae, ("vae", 0)), (vae_masks, ("vae", "b"))]
+    # a resumed run: vae's cells of another seed finished in an earlier part (a clean cell of two splits
+    # sharing a 100 s fit with a second clean cell; a 200 s corrupted fit); one failed row is not learned
+    history = pd.DataFrame([
+        dict(model="vae", latent_dim=2, seed=1, task="reconstruction", variant="identity", protocol="clean-train",
+             split=split, status="ok", fit_seconds=100.0, eval_seconds=15.0) for split in ("train", "test")] + [
+        dict(model="vae", latent_dim=2, seed=1, task="inpainting", variant="block-10", protocol="clean-train",
+             split="test", status="ok", fit_seconds=100.0, eval_seconds=5.0),
+        dict(model="vae", latent_dim=2, seed=1, task="inpainting", variant="block-10",
+             protocol="learn-from-corrupted", split="train", status="ok", fit_seconds=200.0, eval_seconds=20.0),
+        dict(model="vae", latent_dim=2, seed=2, task="inpainting", variant="block-10",
+             protocol="learn-from-corrupted", split="train", status="failed", fit_seconds=9e9, eval_seconds=9e9)])
+    now = [0.0]
+    p = Progress(total=4, clock=lambda: now[0], plan=plan, fitted=lambda key: key == ("abp", 0), history=history)
+    assert p._fits == {("vae", "clean-train"): [100.0], ("vae", "learn-from-corrupted"): [200.0]}
+    now[0] += 10
+    # abp's clean fit was a checkpoint (free now), but its 80 s price what abp's corrupted fit will cost
+    line = p.finished(abp, _rows(80.0, 10.0))
+    # done: the 10 s evaluation; left: abp's corrupted fit (80) and evaluation (20: vae's of the same task and
+    # protocol), vae's evaluations (30 and 20, from the earlier part) and its two fits (100 and 200)
+    assert line.endswith(f"about {duration(10 * (80 + 20 + 30 + 20 + 100 + 200) / 10)} left")
+    assert "not timed" not in line
+
+
 def test_per_cell_lines_say_fit_evaluate_and_progress(tmp_path, capsys):
     assert main(["--dataset", "digits", "--models", "pca", "--tasks", "reconstruction,inpainting", "--set",
                  "task.inpainting.fractions=[0.5]", "--set", "task.inpainting.blocks=[]", "--latent-dims", "2",
