@@ -30,7 +30,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, get_args
 
 from genbench import catalog
 from genbench import config as config_lib
@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fit up to M fits of one model config (its seeds and learn-from-corrupted variants) at once "
                    "as one stacked ensemble, for models that can (abp, abp-gd); equal to separate fits up to float "
                    "rounding; meant for a GPU (on a CPU it is slower); may change on --resume (default: 1)")
-    p.add_argument("--conv-path", choices=("native", "im2col"), default=None,
+    p.add_argument("--conv-path", choices=get_args(config_lib.ConvPath), default=None,
                    help="the generator's output layer on the CPU: native (oneDNN, default) or im2col (PyTorch's own "
                    "kernel: up to 1.3x faster fits and 1.4x faster inference steps on 28x28 images; float rounding "
                    "only; no effect on CUDA; a run keeps its path on --resume)")

@@ -77,10 +77,10 @@ class Progress:
         cells = ok.groupby(["model", "latent_dim", "seed", "task", "variant", "protocol"], dropna=False, sort=False)
         fits: set[tuple] = set()
         for (model, d, seed, task, _, protocol), rows in cells:
-            evals = rows.drop_duplicates("split")["eval_seconds"].dropna()
-            self._evals.setdefault((model, task, protocol), []).append(float(evals.sum()))
-            fit = rows["fit_seconds"].iloc[0]
-            if math.isfinite(fit) and (model, d, seed, protocol, fit) not in fits:  # a shared fit: counted once
+            fit, evaluate = _seconds(list(rows.itertuples(index=False)))  # as a finished cell's rows are read
+            self._evals.setdefault((model, task, protocol), []).append(evaluate)
+            recorded = math.isfinite(rows["fit_seconds"].iloc[0])
+            if recorded and (model, d, seed, protocol, fit) not in fits:  # a shared fit: counted once
                 fits.add((model, d, seed, protocol, fit))
                 self._fits.setdefault((model, protocol), []).append(float(fit))
 
@@ -102,7 +102,9 @@ class Progress:
         if key is None:
             return None
         self._finished.append(cell)
-        if rows and all(r.status != "failed" for r in rows):  # a failed cell's seconds say nothing of its cost
+        from genbench.results import STATUS_FAILED
+
+        if rows and all(r.status != STATUS_FAILED for r in rows):  # a failed cell's seconds say nothing of its cost
             fit, evaluate = _seconds(rows)
             self._evals.setdefault((cell.model, cell.task, cell.protocol), []).append(evaluate)
             if key not in self._timed:  # a checkpoint's fit too: what that fit cost when it was made
