@@ -41,8 +41,9 @@ Example (a model with one network, the generator, and a loss of your own)::
 
 from __future__ import annotations
 
+import copy
 from abc import abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -102,7 +103,13 @@ class GeneratorModel(LatentModel):
     loss_name: ClassVar[str] = "training loss"
 
     # -- the epoch loop ---------------------------------------------------------------------
-    def fit(self, obs: Observations) -> GeneratorModel:
+    def fit(self, obs: Observations, *,
+            on_epoch: Callable[[GeneratorModel, Observations, int], None] | None = None) -> GeneratorModel:
+        """Learn from ``obs`` (module docstring). ``on_epoch(self, obs, epochs_done)``, when given, is
+        called after each epoch, mid-fit (networks in train mode, BN statistics not recalibrated): it may
+        take :meth:`fitted_copy` to score the model a fit of that many epochs would return (the epoch
+        curve of ``run_benchmarks.py epochs``), and must leave the model and the random state as it
+        found them."""
         self._check_obs(obs, fitting=True)
         self._set_fitted(obs)
         cfg, n = self.config, len(obs)
@@ -117,8 +124,19 @@ class GeneratorModel(LatentModel):
                 total = loss if total is None else total + loss
             check_finite(total, f"{self.loss_name} at epoch {epoch + 1}")  # one host sync per epoch
             self.history_.append(total.item() / n if total.dim() == 0 else (total / n).tolist())
+            if on_epoch is not None:
+                on_epoch(self, obs, epoch + 1)
         self._recalibrate(obs)
         return self
+
+    def fitted_copy(self, obs: Observations) -> GeneratorModel:
+        """Mid-fit (from ``fit``'s ``on_epoch``): a deep copy finished as ``fit`` finishes, its BN
+        statistics recalibrated on ``obs`` and in eval mode. No epoch has a learning-rate schedule,
+        so it is the model a fit of the epochs done so far returns, bit for bit, when the random
+        state it draws from is the fit's (callers fork it: the fit goes on as if nothing was taken)."""
+        fitted = copy.deepcopy(self)
+        fitted._recalibrate(obs)
+        return fitted
 
     def _start_fit(self, obs: Observations) -> FitState:
         """Build the networks as fitted attributes ``<name>_`` in train mode; a subclass extends

@@ -97,55 +97,31 @@ def tune(config: RunConfig, settings: TuneSettings, *, folder: Path | None = Non
     import optuna
     import torch
 
-    from genbench.data import load_data
-    from genbench.planning import derive_seed, effective_data_config
-    from genbench.registry import get_model, get_task
+    from genbench.config import resolve_device
+    from genbench.planning import derive_seed
+    from genbench.registry import get_model
     from genbench.results import config_hash
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from genbench.backbone import set_conv_path
-    from genbench.config import resolve_device
     device = resolve_device(config.device)
-    set_conv_path(config.conv_path)  # as the runner does: the trials run on the run's convolution path
-    data_config = effective_data_config(config)
-    if data_config.vary_split:  # the split of the run's first seed: its test images stay unseen
-        from genbench.rundata import split_seed
-        data_config = dataclasses.replace(data_config, seed=split_seed(data_config.seed, config.seeds[0]))
-    train = load_data(data_config).train  # the training split only: test is never read
-    fit_x, val_x = validation_split(train, settings.validation_fraction, settings.seed)
-    task = get_task(settings.objective.split(":")[0])(config.task.get(settings.objective.split(":")[0]))
-    variant, protocol = parse_objective(settings.objective, task, tuple(train.shape[1:]))
-    op = variant.make_operator(tuple(train.shape[1:]), derive_seed(settings.seed, task.name, variant.name))
-    op.reset(1)
-    fit_x, val_x = fit_x.to(device), val_x.to(device)  # once, for every trial of every model
-    observed_fit = op.observe(fit_x)
-    op.reset(2)
-    observed_val = op.observe(val_x)
-    from genbench.operators import Identity
-    from genbench.registry import get_metric
-    from genbench.task import CLEAN_TRAIN, EvalContext
-
-    clean_fit = Identity(seed=settings.seed).observe(fit_x)  # the clean-train fits' observations
-    higher = get_metric(settings.metric).higher_is_better
-    if settings.metric not in task.metrics_for("validation"):
-        raise ConfigError(f"tune: task {task.name!r} does not score {settings.metric!r}; it scores "
-                          f"{', '.join(task.metrics_for('validation'))}")
+    fit_x, val_x = training_split(config, settings.validation_fraction, settings.seed, device)
+    obj = make_objective(settings.objective, config, fit_x, val_x, settings.seed, settings.metric)
     if folder is None:  # every input checked: only now is anything written
         folder = _new_folder(Path(config.out))
         _write(folder / "tune.json", json.dumps({"settings": dataclasses.asdict(settings), "config": config.to_dict(),
                                                  "command": command}, indent=2, default=str))
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(folder / "studies.log")))
     log(f"genbench tune: {len(settings.models)} model(s), {settings.trials} trials and {settings.budget_seconds:g} s "
-        f"each; objective {task.name}/{variant.name}/{protocol} {settings.metric} on {len(val_x)} validation images "
+        f"each; objective {obj.label} {settings.metric} on {len(val_x)} validation images "
         f"(fit on {len(fit_x)}); {folder}")
     for name in settings.models:
         spec = get_model(name)
         space = search_space(spec.cls.Config)
-        if spec.shares_fit_with or not space or not isinstance(op, spec.capabilities.operators) or \
+        if spec.shares_fit_with or not space or not isinstance(obj.op, spec.capabilities.operators) or \
                 not search_space_left(space, config.model.get(name, {})):
             why = (f"reuses {spec.shares_fit_with}'s fit: tuned through it" if spec.shares_fit_with else
                    "declares no search space" if not space else
-                   f"does not support the {type(op).__name__} operator" if not isinstance(op, spec.capabilities.operators)
+                   f"does not support the {type(obj.op).__name__} operator" if not isinstance(obj.op, spec.capabilities.operators)
                    else "every field of its search space is fixed by the config")
             log(f"tune {name}: skipped ({why})")
             continue
@@ -154,7 +130,7 @@ def tune(config: RunConfig, settings: TuneSettings, *, folder: Path | None = Non
         base = spec.make_config(**({"latent_dim": settings.latent_dim} if spec.capabilities.latent_code else {}),
                                 **fixed)
         study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
-                                    direction="maximize" if higher else "minimize",
+                                    direction="maximize" if obj.higher_is_better else "minimize",
                                     sampler=optuna.samplers.TPESampler(
                                         seed=derive_seed(settings.seed, name, "tpe") % 2 ** 32))
         if not study.trials:
@@ -172,16 +148,8 @@ def tune(config: RunConfig, settings: TuneSettings, *, folder: Path | None = Non
             try:
                 model_config = dataclasses.replace(base, **params)
                 torch.manual_seed(derive_seed(settings.seed, name, trial.number, "fit"))
-                clean = protocol == CLEAN_TRAIN and spec.capabilities.learns  # as the runner's fit_key decides
-                train_obs = clean_fit if clean else observed_fit
-                model = spec.cls(model_config).fit(train_obs)
-                ctx = EvalContext(model=model, op=op, observed={"validation": observed_val},
-                                  clean={"validation": val_x},
-                                  generator=torch.Generator().manual_seed(derive_seed(settings.seed, name, trial.number)),
-                                  device=device, clock=time.perf_counter, seed=settings.seed)
-                value = float(task.evaluate(ctx, "validation").scores[settings.metric])
-                if not math.isfinite(value):
-                    raise ValueError(f"non-finite {settings.metric}")
+                model = spec.cls(model_config).fit(obj.train_obs(spec))
+                value = obj.score(model, derive_seed(settings.seed, name, trial.number), device, settings.seed)
             except Exception as err:  # noqa: BLE001 -- a diverged or broken trial is pruned, the search goes on
                 trial.set_user_attr("seconds", time.perf_counter() - t0)
                 trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:300])
@@ -226,6 +194,93 @@ def validation_split(train: Any, fraction: float, seed: int) -> tuple[Any, Any]:
         raise ConfigError(f"tune: {len(train)} training images are too few to hold out {fraction:.0%} for validation")
     perm = torch.from_numpy(np.random.default_rng(seed).permutation(len(train)))
     return train[perm[: len(train) - n_val]], train[perm[len(train) - n_val:]]
+
+
+def training_split(config: RunConfig, fraction: float, seed: int, device: Any) -> tuple[Any, Any]:
+    """(fit, validation) images on ``device``: :func:`validation_split` of the training split of the
+    config's data (with ``data.vary_split``, the split of the config's first seed, whose test images
+    stay unseen). Test images are never read."""
+    from genbench.backbone import set_conv_path
+    from genbench.data import load_data
+    from genbench.planning import effective_data_config
+
+    set_conv_path(config.conv_path)  # as the runner does: the fits run on the run's convolution path
+    data_config = effective_data_config(config)
+    if data_config.vary_split:
+        from genbench.rundata import split_seed
+        data_config = dataclasses.replace(data_config, seed=split_seed(data_config.seed, config.seeds[0]))
+    train = load_data(data_config).train  # the training split only: test is never read
+    fit_x, val_x = validation_split(train, fraction, seed)
+    return fit_x.to(device), val_x.to(device)
+
+
+@dataclass
+class Objective:
+    """One task variant under one protocol on a validation split (``TASK[:VARIANT[:PROTOCOL]]``): the
+    observations a model fits on and the score of a fitted model on the held-out part, observed through
+    the same operator. Made by :func:`make_objective`; shared by ``tune`` and the epoch curve."""
+
+    text: str
+    task: Any
+    variant: Any
+    protocol: str
+    op: Any
+    metric: str
+    higher_is_better: bool
+    clean_fit: Any       # the fit images as clean-train fits see them
+    observed_fit: Any    # ... and through the variant's operator (learn-from-corrupted)
+    observed_val: Any
+    val_x: Any
+
+    @property
+    def label(self) -> str:
+        return f"{self.task.name}/{self.variant.name}/{self.protocol}"
+
+    def clean_train(self, spec: Any) -> bool:
+        """Whether ``spec`` fits on the clean images for this objective (as the runner's fit_key decides)."""
+        from genbench.task import CLEAN_TRAIN
+        return self.protocol == CLEAN_TRAIN and spec.capabilities.learns
+
+    def train_obs(self, spec: Any) -> Any:
+        return self.clean_fit if self.clean_train(spec) else self.observed_fit
+
+    def score(self, model: Any, generator_seed: int, device: Any, seed: int) -> float:
+        """The task's own evaluation of ``model`` on the validation images; raises on a non-finite value."""
+        import torch
+
+        from genbench.task import EvalContext
+        ctx = EvalContext(model=model, op=self.op, observed={"validation": self.observed_val},
+                          clean={"validation": self.val_x}, generator=torch.Generator().manual_seed(generator_seed),
+                          device=device, clock=time.perf_counter, seed=seed)
+        value = float(self.task.evaluate(ctx, "validation").scores[self.metric])
+        if not math.isfinite(value):
+            raise ValueError(f"non-finite {self.metric}")
+        return value
+
+
+def make_objective(text: str, config: RunConfig, fit_x: Any, val_x: Any, seed: int, metric: str) -> Objective:
+    """Parse ``text`` against the config's tasks and observe the fit and validation images through the
+    variant's operator (seeded by ``seed``, the task and the variant). Raises ConfigError when the task
+    does not score ``metric``."""
+    from genbench.operators import Identity
+    from genbench.planning import derive_seed
+    from genbench.registry import get_metric, get_task
+
+    name = text.split(":")[0]
+    task = get_task(name)(config.task.get(name))
+    variant, protocol = parse_objective(text, task, tuple(fit_x.shape[1:]))
+    if metric not in task.metrics_for("validation"):
+        raise ConfigError(f"tune: task {task.name!r} does not score {metric!r}; it scores "
+                          f"{', '.join(task.metrics_for('validation'))}")
+    op = variant.make_operator(tuple(fit_x.shape[1:]), derive_seed(seed, task.name, variant.name))
+    op.reset(1)
+    observed_fit = op.observe(fit_x)
+    op.reset(2)
+    observed_val = op.observe(val_x)
+    return Objective(text=text, task=task, variant=variant, protocol=protocol, op=op, metric=metric,
+                     higher_is_better=get_metric(metric).higher_is_better,
+                     clean_fit=Identity(seed=seed).observe(fit_x), observed_fit=observed_fit,
+                     observed_val=observed_val, val_x=val_x)
 
 
 # ------------------------------------------------------------------------------------ outputs
