@@ -41,7 +41,7 @@ from genbench.registry import RegistryError, load_plugins, loaded_plugins, plugi
 
 PROG = "run_benchmarks.py"
 EXECUTORS_BUILTIN = ("local", "processes", "ray")  # genbench.executors registers these (checked in tests/test_cli_start.py)
-COMMANDS = ("run", "list", "report", "tune")
+COMMANDS = ("run", "list", "report", "tune", "epochs")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "of recovery tasks; writes results/<run_id>/{results.csv, summary.md, config.json}.",
                 epilog="Commands: 'list' shows models, tasks, datasets and presets; 'report RUN_DIR... "
                 "[--out DIR]' rewrites summary.md, tables/ and plots/ from results.csv; 'tune' searches every "
-                "model's hyper-parameters with an equal budget (tune --help). Config flows: "
+                "model's hyper-parameters with an equal budget (tune --help); 'epochs' scores each model's "
+                "validation error along its training epochs (epochs --help). Config flows: "
                 "dataclass defaults -> --preset -> --config -> flags -> --set.")
     p.add_argument("--preset", choices=sorted(presets),
                    help="preset config shipped with genbench (default: quick)")
@@ -357,6 +358,61 @@ def cmd_tune(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_epochs(argv: Sequence[str]) -> int:
+    from genbench.epochs import EpochSettings, epoch_curve, resume_settings
+    from genbench.tuning import models_of
+
+    p = _Parser(prog=f"{PROG} epochs", description="The epoch curve: does a model need its configured epochs? "
+                "One fit per model, seed and objective's fit, scored on a validation split of the training images "
+                "(never the test images) after each epoch count: each value is what a fit of that many epochs "
+                "scores. Writes <out>/epochs-<id>/ with curve.csv and epochs.md (per model, the fewest epochs "
+                "within one seed std of the configured count). Models on the shared epoch loop only (abp, abp-gd, "
+                "vae, dcgan).")
+    p.add_argument("--preset", choices=sorted(available_presets()), help="the config the models come from "
+                   "(default: default); its model settings are the fits' settings")
+    p.add_argument("--config", metavar="FILE.yaml", help="a YAML file of config keys, applied after the preset")
+    p.add_argument("--models", type=_csv_list(str), metavar="A,B", help="models to study (default: the preset's "
+                   "learned models; those without the shared epoch loop are skipped)")
+    p.add_argument("--dataset", metavar="NAME", help="dataset (its training split only is read)")
+    p.add_argument("--latent-dim", type=int, default=10, metavar="D", help="latent dim of the fits (default 10)")
+    p.add_argument("--objective", action="append", metavar="TASK[:VARIANT[:PROTOCOL]]",
+                   help="what is scored, as in tune; repeat for several (default: reconstruction); clean-train "
+                   "objectives share one fit")
+    p.add_argument("--at", type=_csv_list(int), metavar="E1,E2", help="epoch counts to score, besides each "
+                   "model's configured count (default: 1/4, 1/2 and 3/4 of it)")
+    p.add_argument("--seeds", type=_csv_list(int), default=[0, 1], metavar="S1,S2",
+                   help="each seed its own validation split, masks and initialisation (default 0,1)")
+    p.add_argument("--metric", default="mae", help="the objectives' metric (default mae)")
+    p.add_argument("--validation-fraction", type=float, default=0.2, metavar="F",
+                   help="share of the training images held out for scoring (default 0.2)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--out", metavar="DIR", help="where the study's folder is written (default: results)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set data.n_train=2000")
+    p.add_argument("--resume", metavar="EPOCHS_DIR", help="continue a killed study from its finished fits "
+                   "(other options are not used)")
+    args = p.parse_args(argv)
+    log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    if args.resume:
+        from genbench.config import build_run_config
+
+        tree, settings, command = resume_settings(Path(args.resume))
+        epoch_curve(build_run_config(tree), settings, folder=Path(args.resume), command=command, log=log)
+        print((Path(args.resume) / "epochs.md").read_text(encoding="utf-8"))
+        return 0
+    config = resolve_config(args.preset or "default", args.config,
+                            {"models": args.models, "data.name": args.dataset, "device": args.device,
+                             "out": args.out}, args.overrides)
+    settings = EpochSettings(models=models_of(config, args.models), objectives=tuple(args.objective or
+                             ["reconstruction"]), at=tuple(args.at or ()), seeds=tuple(args.seeds),
+                             metric=args.metric, validation_fraction=args.validation_fraction,
+                             latent_dim=args.latent_dim)
+    folder = epoch_curve(config, settings, command=" ".join(shlex.quote(a) for a in [PROG, "epochs", *argv]),
+                         log=log)
+    print((folder / "epochs.md").read_text(encoding="utf-8"))
+    return 0
+
+
 EXIT_IO = 74  # sysexits.h EX_IOERR: the run could not write its files
 
 
@@ -378,7 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rest[:1] == [command]:
             argv.remove(command)
             rest.pop(0)
-        return {"run": cmd_run, "list": cmd_list, "report": cmd_report, "tune": cmd_tune}[command](
+        return {"run": cmd_run, "list": cmd_list, "report": cmd_report, "tune": cmd_tune,
+                "epochs": cmd_epochs}[command](
             argv if command == "run" else rest)  # run keeps --plugin (its parser knows it) in the recorded command
     except (ConfigError, RegistryError, DataError) as err:
         print(f"genbench: error: {err}", file=sys.stderr)

@@ -77,16 +77,16 @@ def parse_objective(text: str, task: Any, image_shape: tuple) -> tuple[Any, str]
 
     parts = text.split(":")
     if len(parts) > 3:
-        raise ConfigError(f"tune: --objective is TASK[:VARIANT[:PROTOCOL]], got {text!r}")
+        raise ConfigError(f"--objective is TASK[:VARIANT[:PROTOCOL]], got {text!r}")
     variants = task.variants(image_shape)
     name = parts[1] if len(parts) > 1 and parts[1] else variants[0].name
     variant = next((v for v in variants if v.name == name), None)
     if variant is None:
-        raise ConfigError(f"tune: task {task.name!r} has no variant {name!r}; its variants: "
+        raise ConfigError(f"--objective: task {task.name!r} has no variant {name!r}; its variants: "
                           f"{', '.join(v.name for v in variants)}")
     protocol = parts[2] if len(parts) > 2 else CLEAN_TRAIN
     if protocol not in variant.protocols:
-        raise ConfigError(f"tune: variant {name!r} runs under {', '.join(variant.protocols)}, not {protocol!r}")
+        raise ConfigError(f"--objective: variant {name!r} runs under {', '.join(variant.protocols)}, not {protocol!r}")
     return variant, protocol
 
 
@@ -166,9 +166,9 @@ def tune(config: RunConfig, settings: TuneSettings, *, folder: Path | None = Non
     return folder
 
 
-def _new_folder(out: Path) -> Path:
-    """``out/tune-<timestamp>`` (``-2``, ``-3`` ... when a search started in the same second)."""
-    stem = out / f"tune-{time.strftime('%Y%m%d-%H%M%S')}"
+def _new_folder(out: Path, prefix: str = "tune") -> Path:
+    """``out/<prefix>-<timestamp>`` (``-2``, ``-3`` ... when a search started in the same second)."""
+    stem = out / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
     for i in range(1, 100):
         folder = stem if i == 1 else stem.with_name(f"{stem.name}-{i}")
         try:
@@ -176,7 +176,7 @@ def _new_folder(out: Path) -> Path:
             return folder
         except FileExistsError:
             continue
-    raise ConfigError(f"tune: cannot create a new folder beside {stem}")
+    raise ConfigError(f"cannot create a new folder beside {stem}")
 
 
 def search_space_left(space: dict, fixed: dict) -> bool:
@@ -191,7 +191,7 @@ def validation_split(train: Any, fraction: float, seed: int) -> tuple[Any, Any]:
 
     n_val = max(1, round(len(train) * fraction))
     if len(train) - n_val < 1:
-        raise ConfigError(f"tune: {len(train)} training images are too few to hold out {fraction:.0%} for validation")
+        raise ConfigError(f"{len(train)} training images are too few to hold out {fraction:.0%} for validation")
     perm = torch.from_numpy(np.random.default_rng(seed).permutation(len(train)))
     return train[perm[: len(train) - n_val]], train[perm[len(train) - n_val:]]
 
@@ -270,7 +270,7 @@ def make_objective(text: str, config: RunConfig, fit_x: Any, val_x: Any, seed: i
     task = get_task(name)(config.task.get(name))
     variant, protocol = parse_objective(text, task, tuple(fit_x.shape[1:]))
     if metric not in task.metrics_for("validation"):
-        raise ConfigError(f"tune: task {task.name!r} does not score {metric!r}; it scores "
+        raise ConfigError(f"--metric: task {task.name!r} does not score {metric!r}; it scores "
                           f"{', '.join(task.metrics_for('validation'))}")
     op = variant.make_operator(tuple(fit_x.shape[1:]), derive_seed(seed, task.name, variant.name))
     op.reset(1)

@@ -1,0 +1,203 @@
+"""The epoch curve (genbench.epochs, `run_benchmarks.py epochs`): each value is the score of a separate fit of
+that many epochs, bit for bit; scoring mid-fit leaves the fit unchanged; a killed study resumes to the same
+table; the test images are never read; the report's "enough" is the fewest epochs within a seed std."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+import genbench.data
+from genbench.cli import main
+from genbench.config import resolve_config
+from genbench.epochs import COLUMNS, EpochSettings, epoch_curve, write_report
+from genbench.planning import derive_seed
+from genbench.registry import get_model
+from genbench.tuning import make_objective, training_split
+
+TINY = ["--dataset", "digits", "--latent-dim", "3", "--set", "data.n_train=120", "--device", "cpu",
+        "--set", "model.abp-gd.width=8", "--set", "model.abp-gd.n_epochs=3",
+        "--set", "model.vae.width=8", "--set", "model.vae.n_epochs=3",
+        "--set", "model.dcgan.width=8", "--set", "model.dcgan.n_epochs=3", "--set", "model.dcgan.infer_steps=5"]
+
+
+def _config(tmp_path):
+    overrides = [TINY[i + 1] for i, a in enumerate(TINY) if a == "--set"]
+    return resolve_config("default", None, {"data.name": "digits", "device": "cpu", "out": str(tmp_path)}, overrides)
+
+
+def _study(tmp_path, models, objectives, at, seeds=(0,)):
+    settings = EpochSettings(models=tuple(models), objectives=tuple(objectives), at=tuple(at), seeds=tuple(seeds),
+                             latent_dim=3)
+    folder = epoch_curve(_config(tmp_path), settings, log=lambda line: None)
+    return folder, pd.read_csv(folder / "curve.csv")
+
+
+def _separate_fit_score(tmp_path, name, objective_text, epochs, seed=0):
+    """What the study's value at ``epochs`` claims to be: a fit of that many epochs, scored the same way."""
+    config = _config(tmp_path)
+    spec = get_model(name)
+    fit_x, val_x = training_split(config, 0.2, seed, torch.device("cpu"))
+    obj = make_objective(objective_text, config, fit_x, val_x, seed, "mae")
+    base = spec.make_config(latent_dim=3, **config.model.get(name, {}))
+    fit = "clean" if obj.clean_train(spec) else f"{obj.task.name}/{obj.variant.name}"
+    torch.manual_seed(derive_seed(seed, name, "epochs", fit))
+    model = spec.cls(dataclasses.replace(base, n_epochs=epochs)).fit(obj.train_obs(spec))
+    return obj.score(model, derive_seed(seed, name, obj.text, "epochs"), torch.device("cpu"), seed), model
+
+
+@pytest.mark.parametrize("name", ["abp-gd", "vae", "dcgan"])
+def test_each_value_is_the_score_of_a_separate_fit_of_that_many_epochs(tmp_path, name):
+    """Scored after epochs 1 and 2 of a 3-epoch fit: the values at 1, 2 and 3 equal three separate fits' scores
+    exactly (the copies' recalibration and scoring draw from a forked random state, so the fit goes on as if
+    nothing was taken; the VAE and the GAN draw random numbers in every step)."""
+    _, curve = _study(tmp_path, [name], ["inpainting:salt-pepper-0.5:learn-from-corrupted"], at=[1, 2])
+    assert sorted(curve.epochs) == [1, 2, 3] and (curve.configured_epochs == 3).all()
+    for epochs in (1, 2, 3):
+        expected, _ = _separate_fit_score(tmp_path, name, "inpainting:salt-pepper-0.5:learn-from-corrupted", epochs)
+        assert curve.loc[curve.epochs == epochs, "value"].item() == expected, (name, epochs)
+    values = curve.sort_values("epochs").value.tolist()
+    assert len(set(values)) == 3  # the counts are different models, not one copy scored three times
+
+
+def test_scoring_mid_fit_leaves_the_fit_unchanged(tmp_path):
+    config = _config(tmp_path)
+    fit_x, val_x = training_split(config, 0.2, 0, torch.device("cpu"))
+    obj = make_objective("reconstruction", config, fit_x, val_x, 0, "mae")
+    spec = get_model("vae")
+    cfg = spec.make_config(latent_dim=3, **config.model["vae"])
+
+    def fit(on_epoch=None):
+        torch.manual_seed(5)
+        model = spec.cls(cfg).fit(obj.clean_fit, on_epoch=on_epoch)
+        return model.state_dict(), torch.rand(1)  # the weights, and where the random stream stands after
+
+    def score_each_epoch(model, obs, epochs):
+        with torch.random.fork_rng(devices=[]):
+            obj.score(model.fitted_copy(obs), 1, torch.device("cpu"), 0)
+
+    plain, hooked = fit(), fit(score_each_epoch)
+    assert plain[1] == hooked[1]
+    _assert_same(plain[0], hooked[0])
+
+
+def _assert_same(a, b, where="state"):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+def test_clean_train_objectives_share_one_fit_and_each_objective_is_scored(tmp_path):
+    folder, curve = _study(tmp_path, ["abp-gd"], ["reconstruction", "inpainting:salt-pepper-0.5",
+                                                 "inpainting:salt-pepper-0.5:learn-from-corrupted"], at=[1])
+    assert list(curve.columns) == list(COLUMNS)
+    fits = curve.groupby("fit").objective.unique().apply(sorted).to_dict()
+    assert fits == {"clean": ["inpainting:salt-pepper-0.5", "reconstruction"],
+                    "inpainting/salt-pepper-0.5": ["inpainting:salt-pepper-0.5:learn-from-corrupted"]}
+    # the clean fit's two objectives: one fit, so the same fit seconds at each count
+    clean = curve[curve.fit == "clean"].pivot(index="epochs", columns="objective", values="fit_seconds")
+    assert (clean.nunique(axis=1) == 1).all()
+    expected, _ = _separate_fit_score(tmp_path, "abp-gd", "inpainting:salt-pepper-0.5", 3)
+    assert curve.query("objective == 'inpainting:salt-pepper-0.5' and epochs == 3").value.item() == expected
+    assert "## `reconstruction`" in (folder / "epochs.md").read_text()
+
+
+def test_a_killed_study_resumes_to_the_same_table(tmp_path):
+    argv = ["epochs", *TINY, "--models", "abp-gd,vae", "--objective", "reconstruction", "--at", "1", "--seeds", "0,1"]
+    assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    (whole,) = (tmp_path / "whole").iterdir()
+    assert main([*argv, "--out", str(tmp_path / "killed")]) == 0
+    (killed,) = (tmp_path / "killed").iterdir()
+    lines = (killed / "curve.csv").read_text().splitlines()
+    # killed in seed 1's VAE fit, after its first count: that fit's row goes, the finished ones stay
+    (killed / "curve.csv").write_text("\n".join(lines[:-1]) + "\n")
+    (killed / "epochs.md").unlink()
+    assert main(["epochs", "--resume", str(killed)]) == 0
+    a, b = pd.read_csv(whole / "curve.csv"), pd.read_csv(killed / "curve.csv")
+    key = ["model", "seed", "objective", "epochs"]
+    a, b = a.sort_values(key).reset_index(drop=True), b.sort_values(key).reset_index(drop=True)
+    assert len(b) == len(a) == 2 * 2 * 2
+    pd.testing.assert_series_equal(a.value, b.value)
+    assert (killed / "epochs.md").exists()
+
+
+def test_the_study_never_reads_test_images(tmp_path, monkeypatch):
+    real = genbench.data.load_data
+
+    def guarded(config):
+        data = real(config)
+
+        class Guarded:
+            name, train, train_labels = data.name, data.train, data.train_labels
+
+            @property
+            def test(self):
+                raise AssertionError("the epoch study read the test images")
+
+            negative = test_labels = test
+
+        return Guarded()
+
+    monkeypatch.setattr(genbench.data, "load_data", guarded)
+    _, curve = _study(tmp_path, ["abp-gd"], ["reconstruction"], at=[1], seeds=(0, 1))
+    assert set(curve.seed) == {0, 1} and curve.value.notna().all()
+
+
+def test_models_without_the_epoch_loop_are_skipped_and_a_study_of_none_is_refused(tmp_path, capsys):
+    assert main(["epochs", *TINY, "--models", "pca,abp-gd,vae-refine", "--at", "1", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "epochs pca: skipped" in err and "epochs vae-refine: skipped (reuses vae's fit" in err
+    assert main(["epochs", *TINY, "--models", "pca,rbm", "--out", str(tmp_path / "none")]) == 2
+    assert "none of pca, rbm" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--at", "0,2"], "--at"), (["--objective", "inpainting:block-99"], "no variant"),
+    (["--objective", "reconstruction", "--objective", "reconstruction"], "twice"),
+    (["--metric", "fid"], "does not score"), (["--validation-fraction", "1"], "fraction"),
+    (["--resume", "/nonexistent"], "not an epoch-study folder")])
+def test_bad_epochs_input_is_one_line(tmp_path, capsys, argv, match):
+    assert main(["epochs", *TINY, "--models", "abp-gd", "--out", str(tmp_path / "out"), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and match in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_enough_is_the_fewest_epochs_within_one_seed_std_of_the_configured_count(tmp_path):
+    """A hand-made curve: configured 40 has mean 0.100, std 0.010. Model a: 10 -> 0.130 (worse by more than the
+    std), 20 -> 0.108 (within), 30 -> 0.101: enough = 20 on that objective; on the second objective 30; so 30
+    overall, at 75 % of the configured fit's seconds. Model b has one seed: no std, no claim."""
+    rows = []
+    for objective, means in (("reconstruction", {10: 0.130, 20: 0.108, 30: 0.101, 40: 0.100}),
+                             ("inpainting:salt-pepper-0.5", {10: 0.2, 20: 0.2, 30: 0.1, 40: 0.1})):
+        for e, m in means.items():
+            for seed, d in ((0, -0.01 / math.sqrt(2)), (1, 0.01 / math.sqrt(2))):  # std over the two: 0.010
+                rows.append(dict(model="a", fit="clean", objective=objective, seed=seed, epochs=e, metric="mae",
+                                 value=m + d, fit_seconds=e * 10.0, configured_epochs=40, error=""))
+            rows.append(dict(model="b", fit="clean", objective=objective, seed=0, epochs=e, metric="mae",
+                             value=m, fit_seconds=e, configured_epochs=40, error=""))
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp_path / "curve.csv", index=False)
+    settings = EpochSettings(models=("a", "b"), objectives=("reconstruction", "inpainting:salt-pepper-0.5"),
+                             seeds=(0, 1))
+    text = write_report(tmp_path, settings, log=lambda line: None)
+    summary = text.split("## Fewest epochs")[1]
+    assert "| a | 40 | 30 | 20 | 30 | 75% |" in summary
+    assert "| b | 40 | — | — | — | — |" in summary
+    assert "| a | 10 | 100 | 0.13000 ± 0.01000 | +0.03000 |" in text
+    assert "| b | 40* | 40 | 0.10000 (1) |  |" in text
+
+
+def test_the_default_counts_are_quarters_of_the_configured_count():
+    assert EpochSettings(models=("abp",)).counts(40) == [10, 20, 30, 40]
+    assert EpochSettings(models=("abp",)).counts(90) == [22, 45, 68, 90]
+    assert EpochSettings(models=("abp",), at=(5, 50)).counts(40) == [5, 40, 50]
