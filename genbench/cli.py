@@ -397,6 +397,10 @@ def cmd_epochs(argv: Sequence[str]) -> int:
         from genbench.config import build_run_config
 
         tree, settings, command = resume_settings(Path(args.resume))
+        ignored = [a.split("=")[0] for a in argv if a.startswith("--") and a.split("=")[0] != "--resume"]
+        if ignored:
+            print(f"genbench: warning: epochs --resume continues with the study's own settings; ignored: "
+                  f"{', '.join(ignored)}", file=sys.stderr)
         epoch_curve(build_run_config(tree), settings, folder=Path(args.resume), command=command, log=log)
         print((Path(args.resume) / "epochs.md").read_text(encoding="utf-8"))
         return 0

@@ -5,8 +5,10 @@ fewer give the same held-out error for less time?
 No model on the shared backbone has a learning-rate schedule, so the first ``e`` epochs of a longer fit
 are a fit of ``e`` epochs: after each listed count, :meth:`~genbench.generator_model.GeneratorModel.fitted_copy`
 finishes a copy as ``fit`` would (BN statistics recalibrated), under a forked random state, and the
-objective's own evaluation scores it. Each value is bit for bit the score of a separate fit of that many
-epochs (tests/test_epochs.py); the fit itself goes on as if nothing was taken.
+objective's own evaluation scores it. Each value is the score of a separate fit of that many epochs,
+bit for bit on the CPU (tests/test_epochs.py; on CUDA as far as its kernels are deterministic); the fit
+itself goes on as if nothing was taken. This holds while no model reads ``n_epochs`` in its steps (no
+schedule): a plug-in with one would get a wrong curve.
 
 The objectives are ``tune``'s (:class:`genbench.tuning.Objective`): a task variant under a protocol, fitted
 on part of the training images and scored on the held-out rest (test images are never read). Objectives
@@ -42,6 +44,7 @@ from typing import Any
 from genbench.config import ConfigError, RunConfig
 
 Log = Callable[[str], None]
+FIT_FAILED = "fit failed: "  # the error of the counts a failed fit did not reach; refitted on --resume
 COLUMNS = ("model", "fit", "objective", "seed", "epochs", "metric", "value", "fit_seconds", "configured_epochs", "error")
 
 
@@ -67,7 +70,9 @@ class EpochSettings:
         if any(e < 1 for e in self.at):
             raise ConfigError(f"epochs: --at counts must be >= 1, got {', '.join(map(str, self.at))}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"epochs: --seeds must be distinct and at least one, got {self.seeds}")
+            raise ConfigError(f"epochs: --seeds must be distinct and at least one, got {', '.join(map(str, self.seeds))}")
+        if self.latent_dim < 1:
+            raise ConfigError(f"epochs: --latent-dim must be >= 1, got {self.latent_dim}")
         if not 0 < self.validation_fraction < 1:
             raise ConfigError(f"epochs: --validation-fraction must be in (0, 1), got {self.validation_fraction}")
 
@@ -82,7 +87,7 @@ def epoch_curve(config: RunConfig, settings: EpochSettings, *, folder: Path | No
     """Run (or, with ``folder``, resume) the study; returns its folder (module docstring)."""
     from genbench.config import resolve_device
     from genbench.generator_model import GeneratorModel
-    from genbench.planning import derive_seed
+    from genbench.planning import cell_model_config, derive_seed
     from genbench.registry import get_model
     from genbench.tuning import _new_folder, _write, make_objective, training_split
 
@@ -100,7 +105,13 @@ def epoch_curve(config: RunConfig, settings: EpochSettings, *, folder: Path | No
     if not specs:
         raise ConfigError(f"epochs: none of {', '.join(settings.models)} trains with the shared epoch loop "
                           f"(abp, abp-gd, vae, dcgan do)")
-    # every objective parsed (and its metric checked) before anything is written
+    # every model config built, every objective parsed (and its metric checked) before anything is written
+    bases = {}
+    for name, spec in specs.items():
+        try:  # the runner's model config: preset, --set, dry-run overrides and the execution switches
+            bases[name] = cell_model_config(spec, config, settings.latent_dim)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"epochs: model {name}: {_one_line(err)}") from None
     first = training_split(config, settings.validation_fraction, settings.seeds[0], device)
     for text in settings.objectives:
         make_objective(text, config, *first, settings.seeds[0], settings.metric)
@@ -109,6 +120,8 @@ def epoch_curve(config: RunConfig, settings: EpochSettings, *, folder: Path | No
         _write(folder / "epochs.json", json.dumps({"settings": dataclasses.asdict(settings), "config": config.to_dict(),
                                                    "command": command}, indent=2, default=str))
     path = folder / "curve.csv"
+    if path.exists():
+        _drop(path, lambda r: False)  # a row cut short by a crash mid-write goes
     log(f"genbench epochs: {len(specs)} model(s) x {len(settings.seeds)} seed(s); objectives "
         f"{', '.join(settings.objectives)} ({settings.metric}, {settings.validation_fraction:.0%} of the training "
         f"images held out); {folder}")
@@ -117,8 +130,7 @@ def epoch_curve(config: RunConfig, settings: EpochSettings, *, folder: Path | No
             training_split(config, settings.validation_fraction, seed, device)
         objectives = [make_objective(t, config, fit_x, val_x, seed, settings.metric) for t in settings.objectives]
         for name, spec in specs.items():
-            fixed = dict(config.model.get(name, {}))
-            base = spec.make_config(latent_dim=settings.latent_dim, **fixed)
+            base = bases[name]
             counts = settings.counts(base.n_epochs)
             groups: dict[Any, list] = {}  # objectives that fit on the same observations share a fit
             for obj in objectives:
@@ -131,10 +143,11 @@ def epoch_curve(config: RunConfig, settings: EpochSettings, *, folder: Path | No
                 fit = "clean" if key == "clean" else "/".join(key)
                 wanted = {(o.text, e) for o in group for e in counts}
                 mine = _selector(name, seed, fit)
-                have = {(r["objective"], int(r["epochs"])) for r in _read(path) if mine(r)}
+                rows = [r for r in _read(path) if mine(r)]
+                have = {(r["objective"], int(r["epochs"])) for r in rows if not r["error"].startswith(FIT_FAILED)}
                 if wanted <= have:
                     continue  # finished in an earlier part of the study
-                if have:  # killed midway: its rows go, the fit runs again
+                if rows:  # killed midway, or its fit failed (a lack of memory may not recur): its rows go, it runs again
                     _drop(path, mine)
                 log(f"epochs {name} seed={seed}: one fit of {max(counts)} epochs on the "
                     f"{'clean' if key == 'clean' else fit} images, scored at {', '.join(map(str, counts))} epochs on "
@@ -171,7 +184,7 @@ def _study_fit(spec: Any, model_config: Any, configured: int, counts: list[int],
                     value = obj.score(model.fitted_copy(obs), derive_seed(seed, name, obj.text, "epochs"), device,
                                       seed)
                 except Exception as err:  # noqa: BLE001 -- a diverged count is a row that says so
-                    error = f"{type(err).__name__}: {err}"[:300]
+                    error = _one_line(err)[:300]
             rows.append({"model": name, "fit": fit, "objective": obj.text, "seed": seed, "epochs": epochs, "metric": obj.metric,
                          "value": value, "fit_seconds": round(fit_seconds, 3), "configured_epochs": configured,
                          "error": error})
@@ -188,29 +201,43 @@ def _study_fit(spec: Any, model_config: Any, configured: int, counts: list[int],
                    and r["fit"] == fit}
         _append(path, [{"model": name, "fit": fit, "objective": obj.text, "seed": seed, "epochs": e,
                         "metric": obj.metric, "value": math.nan, "fit_seconds": "", "configured_epochs": configured,
-                        "error": f"fit failed: {type(err).__name__}: {err}"[:300]}
+                        "error": (FIT_FAILED + _one_line(err))[:300]}
                        for e in counts if e not in reached for obj in group])
-        log(f"epochs {name} seed={seed}: fit failed ({type(err).__name__}: {err})"[:200])
+        log(f"epochs {name} seed={seed}: fit failed ({_one_line(err)})"[:300])
 
 
 # ------------------------------------------------------------------------------------ the table
 def _read(path: Path) -> list[dict[str, str]]:
+    """The rows of ``curve.csv``; a row cut short by a crash mid-write (fields missing) is left out."""
     if not path.exists():
         return []
     with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+        return [r for r in csv.DictReader(f) if None not in r.values() and r.get("epochs", "").isdigit()]
 
 
 def _append(path: Path, rows: Sequence[dict]) -> None:
     """Append rows (header first on a new file), flushed and fsynced: a crash loses at most the fit in progress."""
-    new = not path.exists()
+    new = not path.exists() or path.stat().st_size == 0
+    torn = not new and _last_byte(path) != b"\n"  # a row cut short by a crash: end it, _read leaves it out
     with open(path, "a", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         if new:
             w.writeheader()
+        if torn:
+            f.write("\r\n")
         w.writerows(rows)
         f.flush()
         os.fsync(f.fileno())
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(f"{type(err).__name__}: {err}".split())
 
 
 def _drop(path: Path, drop: Callable[[dict], bool]) -> None:
@@ -269,46 +296,60 @@ def write_report(folder: Path, settings: EpochSettings, log: Log = print) -> str
     df["fit_seconds"] = pd.to_numeric(df["fit_seconds"], errors="coerce")
     df["epochs"] = df["epochs"].astype(int)
     df["configured_epochs"] = df["configured_epochs"].astype(int)
-    enough: dict[str, dict[str, int | None]] = {}
-    seconds: dict[str, dict[int, float]] = {}
+    qualifying: dict[str, dict[str, set[int] | str]] = {}
     n_seeds = len(settings.seeds)
     for objective in settings.objectives:
         part = df[df.objective == objective]
         if part.empty:
             continue
-        text += [f"## `{objective}`", "", "| model | epochs | fit s | " + settings.metric + " | − configured |",
+        text += [f"## `{objective}`", "", f"| model | epochs | fit s | {settings.metric} | vs configured (+ worse) |",
                  "|---|---|---|---|---|"]
         for model in [m for m in settings.models if m in set(part.model)]:
             mine = part[part.model == model]
             configured = int(mine.configured_epochs.iloc[0])
             stats = mine.groupby("epochs").agg(mean=("value", "mean"), std=("value", "std"), n=("value", "count"),
                                                seconds=("fit_seconds", "mean"))
-            seconds.setdefault(model, {}).update(stats["seconds"].dropna().to_dict())
             ref = stats.loc[configured] if configured in stats.index else None
             for e, st in stats.iterrows():
                 cell = "failed" if st.n == 0 else f"{st['mean']:.5f}" + (f" ± {st['std']:.5f}" if st.n > 1 else "") + \
                     ("" if st.n == n_seeds else f" ({int(st.n)})")
-                diff = "" if ref is None or st.n == 0 or ref.n == 0 or e == configured else f"{st['mean'] - ref['mean']:+.5f}"
+                worse = None if ref is None or st.n == 0 or ref.n == 0 or e == configured else \
+                    (ref["mean"] - st["mean"] if higher else st["mean"] - ref["mean"])
                 text.append(f"| {model} | {e}{'*' if e == configured else ''} | "
-                            f"{_seconds(st.seconds)} | {cell} | {diff} |")
-            enough.setdefault(model, {})[objective] = _enough(stats, configured, higher)
+                            f"{_seconds(st.seconds)} | {cell} | {'' if worse is None else f'{worse:+.5f}'} |")
+            qualifying.setdefault(model, {})[objective] = _qualifying(stats, configured, higher)
         text.append("")
+    # the fit seconds of each fit (a fit's objectives share them) at each count, mean over seeds
+    fit_seconds = df.groupby(["model", "fit", "epochs"]).fit_seconds.mean()
     text += ["## Fewest epochs within one seed std of the configured count", "",
-             "Per model, the fewest scored epochs whose mean is no worse than the configured count's mean by more "
-             "than its seed std, on every objective (needs two seeds or more), and the share of the configured "
-             "fit's seconds it takes.", "", "| model | configured | enough | " +
-             " | ".join(f"`{o}`" for o in settings.objectives) + " | fit time |",
+             "Per model, the fewest scored epochs at which every objective's mean, over as many seeds as the "
+             "configured count finished, is no worse than the configured count's mean by more than its seed std "
+             "(per objective: the fewest such counts); and the share of the configured count's fit seconds it takes, "
+             "summed over the model's fits. `1 seed`: no seed std to compare with (two seeds or more needed); "
+             "`failed`: the configured count has no value; `n/a`: not studied (the model lacks the operator). With "
+             "two seeds the std rests on one difference: a loose criterion.", "",
+             "| model | configured | enough | " + " | ".join(f"`{o}`" for o in settings.objectives) + " | fit time |",
              "|---|---|---|" + "---|" * len(settings.objectives) + "---|"]
-    for model, per in enough.items():
+    for model, per in qualifying.items():
         configured = int(df[df.model == model].configured_epochs.iloc[0])
-        each = [per.get(o) for o in settings.objectives if o in per]
-        overall = None if not each or any(e is None for e in each) else max(each)
-        secs = seconds.get(model, {})
-        share = f"{secs[overall] / secs[configured]:.0%}" if overall is not None and overall in secs and \
-            secs.get(configured) else "—"
+        sets = [per.get(o, "n/a") for o in settings.objectives]
+        found = [q for q in sets if q != "n/a"]
+        overall = None if any(isinstance(q, str) for q in found) else min(set.intersection(*found))
+        share = "—"
+        if overall is not None:
+            mine = fit_seconds.loc[model]
+            fits = sorted({f for f, _ in mine.index})
+            try:
+                share = f"{sum(mine.loc[(f, overall)] for f in fits) / sum(mine.loc[(f, configured)] for f in fits):.0%}"
+            except (KeyError, ZeroDivisionError):
+                pass
         text.append(f"| {model} | {configured} | {'—' if overall is None else overall} | " +
-                    " | ".join("—" if per.get(o) is None else str(per[o]) for o in settings.objectives) +
-                    f" | {share} |")
+                    " | ".join(q if isinstance(q, str) else str(min(q)) for q in sets) + f" | {share} |")
+    failures = sorted({(r["model"], r["seed"], r["fit"], r["error"]) for r in rows if r["error"]})
+    if failures:
+        text += ["", "## Failures", "", *[f"- {m} seed {sd}, fit `{f}`: {err}" for m, sd, f, err in failures[:20]]]
+        if len(failures) > 20:
+            text.append(f"- ... and {len(failures) - 20} more (curve.csv)")
     text.append("")
     out = "\n".join(text)
     _write(folder / "epochs.md", out)
@@ -320,12 +361,13 @@ def _seconds(value: float) -> str:
     return "" if math.isnan(value) else f"{value:.0f}" if value >= 10 else f"{value:.1f}"
 
 
-def _enough(stats: Any, configured: int, higher: bool) -> int | None:
-    """The fewest counts whose mean is within one seed std of the configured count's mean (None: no std)."""
-    if configured not in stats.index or stats.loc[configured].n < 2 or math.isnan(stats.loc[configured]["std"]):
-        return None
+def _qualifying(stats: Any, configured: int, higher: bool) -> set[int] | str:
+    """The counts whose mean, over as many seeds as the configured count finished, is within one seed std of the
+    configured count's mean (it is always one); or why there is no std to compare with."""
+    if configured not in stats.index or stats.loc[configured].n == 0:
+        return "failed"
     ref = stats.loc[configured]
-    for e, st in stats.sort_index().iterrows():
-        if st.n and (st["mean"] >= ref["mean"] - ref["std"] if higher else st["mean"] <= ref["mean"] + ref["std"]):
-            return int(e)
-    return configured
+    if ref.n < 2 or math.isnan(ref["std"]):
+        return "1 seed"
+    return {int(e) for e, st in stats.iterrows() if st.n == ref.n and
+            (st["mean"] >= ref["mean"] - ref["std"] if higher else st["mean"] <= ref["mean"] + ref["std"])}

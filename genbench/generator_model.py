@@ -132,9 +132,15 @@ class GeneratorModel(LatentModel):
     def fitted_copy(self, obs: Observations) -> GeneratorModel:
         """Mid-fit (from ``fit``'s ``on_epoch``): a deep copy finished as ``fit`` finishes, its BN
         statistics recalibrated on ``obs`` and in eval mode. No epoch has a learning-rate schedule,
-        so it is the model a fit of the epochs done so far returns, bit for bit, when the random
+        so it is the model a fit of the epochs done so far returns (bit for bit on the CPU; on CUDA as far
+        as its kernels are deterministic) when the random
         state it draws from is the fit's (callers fork it: the fit goes on as if nothing was taken)."""
-        fitted = copy.deepcopy(self)
+        compiled = self.__dict__.pop("_compiled", None)  # compiled wrappers of *these* networks: not copied
+        try:
+            fitted = copy.deepcopy(self)
+        finally:
+            if compiled is not None:
+                self.__dict__["_compiled"] = compiled
         fitted._recalibrate(obs)
         return fitted
 

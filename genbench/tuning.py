@@ -98,7 +98,7 @@ def tune(config: RunConfig, settings: TuneSettings, *, folder: Path | None = Non
     import torch
 
     from genbench.config import resolve_device
-    from genbench.planning import derive_seed
+    from genbench.planning import cell_model_config, derive_seed
     from genbench.registry import get_model
     from genbench.results import config_hash
 
@@ -127,8 +127,8 @@ def tune(config: RunConfig, settings: TuneSettings, *, folder: Path | None = Non
             continue
         fixed = dict(config.model.get(name, {}))  # set by the preset, --config or --set: fixed, not searched
         space = {k: p for k, p in space.items() if k not in fixed}
-        base = spec.make_config(**({"latent_dim": settings.latent_dim} if spec.capabilities.latent_code else {}),
-                                **fixed)
+        # the runner's model config (preset, --set, dry-run overrides, the execution switches --amp / --compile)
+        base = cell_model_config(spec, config, settings.latent_dim if spec.capabilities.latent_code else None)
         study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
                                     direction="maximize" if obj.higher_is_better else "minimize",
                                     sampler=optuna.samplers.TPESampler(
