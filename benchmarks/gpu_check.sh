@@ -34,7 +34,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log its wall time an
     echo "$(date +%T) end $name: exit $rc, $(( $(date +%s) - t0 )) s" >> "$OUT/steps.txt"
 }
 # 1. the CUDA paths of the tests (device placement, stacked fits, the AIS and model contract on the GPU)
-step tests 120 python3 -m pytest -q -x tests/test_device.py tests/test_stacked.py tests/test_ais.py
+step tests 120 python3 -m pytest -q -x tests/test_device.py tests/test_stacked.py tests/test_ais.py tests/test_epochs.py::test_on_cuda_each_value_is_a_separate_fits_score_up_to_its_kernels_rounding
 # 2. the benchmarks on the GPU: training efficiency, inference, the likelihood's cost, stacked fits for M = 1..32
 step bench 180 python3 benchmarks/run.py --device cuda --skip-quick --repeats 3 \
     --sections abp,vae-dcgan,inference,likelihood,efficiency,stack --out "$OUT/bench.csv"
