@@ -362,12 +362,10 @@ def cmd_epochs(argv: Sequence[str]) -> int:
     from genbench.epochs import EpochSettings, epoch_curve, resume_settings
     from genbench.tuning import models_of
 
-    p = _Parser(prog=f"{PROG} epochs", description="The epoch curve: does a model need its configured epochs? "
-                "One fit per model, seed and objective's fit, scored on a validation split of the training images "
-                "(never the test images) after each epoch count: each value is what a fit of that many epochs "
-                "scores. Writes <out>/epochs-<id>/ with curve.csv and epochs.md (per model, the fewest epochs "
-                "within one seed std of the configured count). Models on the shared epoch loop only (abp, abp-gd, "
-                "vae, dcgan).")
+    p = _Parser(prog=f"{PROG} epochs", description="Does a model need its configured epochs? One fit per model, "
+                "seed and objective's fit, scored on a validation split of the training images after each epoch "
+                "count (each value: what a fit of that many epochs scores). Writes <out>/epochs-<id>/ with curve.csv "
+                "and epochs.md. Models on the shared epoch loop only (abp, abp-gd, vae, dcgan).")
     p.add_argument("--preset", choices=sorted(available_presets()), help="the config the models come from "
                    "(default: default); its model settings are the fits' settings")
     p.add_argument("--config", metavar="FILE.yaml", help="a YAML file of config keys, applied after the preset")
@@ -397,10 +395,9 @@ def cmd_epochs(argv: Sequence[str]) -> int:
         from genbench.config import build_run_config
 
         tree, settings, command = resume_settings(Path(args.resume))
-        ignored = [a.split("=")[0] for a in argv if a.startswith("--") and a.split("=")[0] != "--resume"]
-        if ignored:
-            print(f"genbench: warning: epochs --resume continues with the study's own settings; ignored: "
-                  f"{', '.join(ignored)}", file=sys.stderr)
+        if ignored := [a.split("=")[0] for a in argv if a.startswith("--") and a.split("=")[0] != "--resume"]:
+            print(f"genbench: warning: epochs --resume uses the study's own settings; ignored: {', '.join(ignored)}",
+                  file=sys.stderr)
         epoch_curve(build_run_config(tree), settings, folder=Path(args.resume), command=command, log=log)
         print((Path(args.resume) / "epochs.md").read_text(encoding="utf-8"))
         return 0
