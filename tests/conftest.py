@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+import genbench.data
 import torch
 from PIL import Image
 
@@ -102,3 +104,29 @@ class MeanModel(LatentModel):
     def load_state_dict(self, state: dict) -> None:
         self.mean_, self.device_ = state["mean"], state["mean"].device
         self.image_shape_ = tuple(int(v) for v in state["image_shape"])
+
+
+class _TestSplitRead(AssertionError):
+    pass
+
+
+@pytest.fixture
+def no_test_images(monkeypatch):
+    """load_data whose test and negative splits raise when read: the tuner may touch the training split only."""
+    real = genbench.data.load_data
+
+    def guarded(config):
+        data = real(config)
+
+        class Guarded:
+            name, train, train_labels = data.name, data.train, data.train_labels
+
+            @property
+            def test(self):
+                raise _TestSplitRead("the test images were read")
+
+            negative = test_labels = test
+
+        return Guarded()
+
+    monkeypatch.setattr(genbench.data, "load_data", guarded)

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import torch
 
-import genbench.data
 from genbench.cli import main
 from genbench.config import resolve_config
 from genbench.epochs import COLUMNS, EpochSettings, epoch_curve, write_report
@@ -193,24 +192,7 @@ def test_a_row_cut_short_by_a_crash_is_dropped_on_resume(tmp_path):
                                    after.sort_values(key).value.reset_index(drop=True))
 
 
-def test_the_study_never_reads_test_images(tmp_path, monkeypatch):
-    real = genbench.data.load_data
-
-    def guarded(config):
-        data = real(config)
-
-        class Guarded:
-            name, train, train_labels = data.name, data.train, data.train_labels
-
-            @property
-            def test(self):
-                raise AssertionError("the epoch study read the test images")
-
-            negative = test_labels = test
-
-        return Guarded()
-
-    monkeypatch.setattr(genbench.data, "load_data", guarded)
+def test_the_study_never_reads_test_images(tmp_path, no_test_images):
     _, curve = _study(tmp_path, ["abp-gd"], ["reconstruction"], at=[1], seeds=(0, 1))
     assert set(curve.seed) == {0, 1} and curve.value.notna().all()
 

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import yaml
 
-import genbench.data
 from genbench.cli import main
 from genbench.registry import MODELS, get_model
 from genbench.space import search_space
@@ -17,32 +16,6 @@ from genbench.tuning import validation_split
 
 TINY = ["--dataset", "digits", "--latent-dim", "3", "--set", "data.n_train=150", "--set", "model.abp-gd.width=8",
         "--set", "model.abp-gd.n_epochs=2", "--set", "model.rbm.n_epochs=2"]
-
-
-class _TestSplitRead(AssertionError):
-    pass
-
-
-@pytest.fixture
-def no_test_images(monkeypatch):
-    """load_data whose test and negative splits raise when read: the tuner may touch the training split only."""
-    real = genbench.data.load_data
-
-    def guarded(config):
-        data = real(config)
-
-        class Guarded:
-            name, train, train_labels = data.name, data.train, data.train_labels
-
-            @property
-            def test(self):
-                raise _TestSplitRead("the tuner read the test images")
-
-            negative = test_labels = test
-
-        return Guarded()
-
-    monkeypatch.setattr(genbench.data, "load_data", guarded)
 
 
 def _folder(out):
