@@ -31,7 +31,10 @@ towards any training image) and runs ``infer_steps`` steps of the same dynamics 
 ``infer_step_size``; the generator is in eval mode, so each image's inference is independent of the
 batch it is in. The lab's code used about 400 small steps at test time; on the embedded digits
 100 steps of size 0.1 reach the same error as 300 steps of 0.05 at a third of the cost
-(docs/abp_tuning.md, measured on a validation split of the training images).
+(docs/abp_tuning.md, measured on a validation split of the training images). ``infer_init="prior"``
+starts from a draw of N(0, I) instead: the fix for gradient-descent inference (``abp-gd``) on a
+generator that maps z = 0 to a blank image with a near-zero gradient, as the generators learned from
+heavy occlusion do (docs/fair_comparison.md, "Where inference starts").
 
 Example::
 
@@ -60,13 +63,17 @@ from genbench.registry import register_model
 __all__ = ["ABP", "ABPConfig", "langevin"]  # langevin lives in genbench.inference
 
 
+#: where inference on new observations starts (ABPConfig.infer_init)
+INFER_INITS = ("zero", "prior")
+
+
 @dataclass(frozen=True)
 class ABPConfig(GeneratorConfig):
     """ABP hyper-parameters; defaults tuned on a validation split of the embedded 28x28 MNIST
     training digits (docs/abp_tuning.md: the grid tried, the errors and the costs)."""
 
     renamed_fields = {"test_steps": "infer_steps", "test_step_size": "infer_step_size"}
-    added_fields = {"langevin_bn": "train"}
+    added_fields = {"langevin_bn": "train", "infer_init": "zero"}
 
     langevin_steps: int = 5       # l: Langevin steps per learning step (5 matched 10 at ~60% of the cost)
     step_size: float = 0.1        # delta: Langevin step size during training (0.05 and 0.3 were worse)
@@ -80,6 +87,11 @@ class ABPConfig(GeneratorConfig):
     # statistics: each image's chain is the per-image posterior Langevin of the paper's model).
     # The learning step always uses batch statistics. docs/abp_tuning.md measures both.
     langevin_bn: str = "train"
+    # Where inference on new observations starts: "zero" (z = 0, the mode of the prior) or "prior" (a draw
+    # of z ~ N(0, I) from the seeded random stream). A generator learned from heavily occluded images can
+    # map z = 0 to a blank image with a near-zero gradient there: gradient descent (abp-gd) then never leaves
+    # it, while Langevin's noise does (docs/fair_comparison.md, "Where inference starts").
+    infer_init: str = "zero"
 
     # what the tuner searches (genbench.tuning; the default lies inside every range)
     search_space = {"lr": FloatRange(1e-3, 1e-2, log=True), "n_epochs": IntRange(10, 60, step=10),
@@ -92,6 +104,8 @@ class ABPConfig(GeneratorConfig):
                 non_negative=("infer_steps",))
         if self.langevin_bn not in ("train", "eval"):
             raise ValueError(f"langevin_bn must be 'train' or 'eval', got {self.langevin_bn!r}")
+        if self.infer_init not in INFER_INITS:
+            raise ValueError(f"infer_init must be one of {list(INFER_INITS)}, got {self.infer_init!r}")
 
 
 @contextmanager
@@ -124,7 +138,7 @@ class ABP(GeneratorModel):
     tiny_overrides = {"n_epochs": 40, "width": 8, "batch_size": 50, "lr": 1e-2, "langevin_steps": 5,
                       "step_size": 0.3, "infer_steps": 50, "infer_step_size": 0.1}
     config: ABPConfig
-    inference_fields = ("infer_steps", "infer_step_size", "eval_batch_size")
+    inference_fields = ("infer_steps", "infer_step_size", "infer_init", "eval_batch_size")
     loss_name = "ABP training loss"
 
     # -- learning: GeneratorModel's epoch loop with these hooks ------------------------------
@@ -181,7 +195,8 @@ class ABP(GeneratorModel):
         with frozen(self.generator_):  # inference needs gradients w.r.t. z only
             for batch in progress(self._batches(len(obs), cfg.eval_batch_size), desc="abp infer"):
                 obs_b = obs[batch]
-                z0 = torch.zeros(len(obs_b), cfg.latent_dim, device=obs.device)
+                z0 = (torch.zeros if cfg.infer_init == "zero" else torch.randn)(len(obs_b), cfg.latent_dim,
+                                                                                 device=obs.device)
                 zs.append(langevin(g, obs_b, z0, sigma=cfg.sigma, steps=cfg.infer_steps,
                                    step_size=cfg.infer_step_size, noise=cfg.langevin_noise, amp=cfg.amp))
         z = torch.cat(zs)
@@ -194,4 +209,4 @@ class ABP(GeneratorModel):
 
     @property
     def deterministic_inference(self) -> bool:
-        return not self.config.langevin_noise
+        return not self.config.langevin_noise and self.config.infer_init == "zero"

@@ -188,6 +188,73 @@ def test_an_added_field_at_its_earlier_behaviour_keeps_the_hash():
     assert hashed_config(ABPConfig(langevin_bn="eval"))["langevin_bn"] == "eval"
 
 
+# -------------------------------------------------------------------------- where inference starts
+class _FlatAtZero(nn.Module):
+    """A generator that maps a neighbourhood of z = 0 to the blank image with a zero gradient there
+    (ReLU units with negative biases), and draws a digit-like bright square once |z_0| > 0.5: what
+    the generators learned from heavy occlusion look like near the origin (docs/fair_comparison.md)."""
+
+    latent_dim = 3
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        on = torch.relu(z[:, :1] - 0.5) + torch.relu(-z[:, :1] - 0.5)  # (B, 1): 0 on [-0.5, 0.5]
+        square = torch.zeros(1, *SHAPE)
+        square[..., 2:6, 2:6] = 1.0
+        return (-1 + 2 * torch.tanh(3 * on)[:, :, None, None] * square).clamp(-1, 1)
+
+
+def _fitted_abp(**overrides) -> ABP:
+    model = ABP(ABPConfig(latent_dim=3, width=4, n_epochs=1, langevin_steps=1, **overrides))
+    return model.fit(Identity().observe(_images(4)))
+
+
+def test_gradient_descent_from_zero_stays_on_a_flat_blank_origin_and_a_prior_start_leaves_it():
+    """infer_init: abp-gd's inference from z = 0 never moves on a generator that is flat and blank at the
+    origin (the failure the reference run's heavy-occlusion rows show); from a prior draw every image whose
+    start lies outside the flat region finds the square; Langevin (abp) leaves the origin by its noise."""
+    target = _FlatAtZero()(torch.tensor([[2.0, 0.0, 0.0]]))
+    obs = PixelMask(p=0.7, seed=0).observe(target.repeat(32, 1, 1, 1))
+    errors = {}
+    for noise, init in [(False, "zero"), (False, "prior"), (True, "zero")]:
+        model = _fitted_abp(langevin_noise=noise, infer_init=init, infer_steps=200, infer_step_size=0.1)
+        model.generator_ = _FlatAtZero()
+        torch.manual_seed(0)
+        start = torch.randn(32, 3)
+        torch.manual_seed(0)
+        z = model.infer(obs)
+        if (noise, init) == (False, "zero"):
+            assert torch.equal(z, torch.zeros_like(z))
+        errors[noise, init] = (model.generator_(z) - target).abs().mean(dim=(1, 2, 3))
+    assert (errors[False, "zero"] > 0.4).all()  # the blank image: the square is missed
+    outside = start[:, 0].abs() > 0.55  # the prior starts that are off the flat region
+    assert outside.sum() >= 16 and (errors[False, "prior"][outside] < 0.05).all()
+    flat = start[:, 0].abs() < 0.5
+    assert flat.any() and (errors[False, "prior"][flat] > 0.4).all()  # a start on the flat region stays there
+    assert (errors[True, "zero"] < 0.05).float().mean() > 0.5
+
+
+def test_infer_init_draws_the_start_from_the_seeded_stream_and_is_an_inference_field():
+    from genbench.model import hashed_config
+    from genbench.planning import Cell, fit_key
+    from genbench.registry import get_model
+
+    obs = Identity().observe(_images(5))
+    model = _fitted_abp(langevin_noise=False, infer_steps=0)
+    assert torch.equal(model.infer(obs), torch.zeros(5, 3)) and model.deterministic_inference
+    prior = model.with_config(dataclasses.replace(model.config, infer_init="prior"))
+    assert not prior.deterministic_inference  # two calls differ unless the stream is seeded
+    torch.manual_seed(3)
+    expected = torch.randn(5, 3)
+    torch.manual_seed(3)
+    assert torch.equal(prior.infer(obs), expected)
+    # the default keeps every earlier hash; "prior" changes the cell's hash but not its fit
+    assert "infer_init" not in hashed_config(ABPConfig()) and hashed_config(prior.config)["infer_init"] == "prior"
+    cell, spec = Cell("abp-gd", 3, 0, "reconstruction", "identity", "clean-train"), get_model("abp-gd")
+    assert fit_key(cell, spec, model.config).key == fit_key(cell, spec, prior.config).key
+    with pytest.raises(ValueError, match="infer_init"):
+        ABPConfig(infer_init="random")
+
+
 RENAMES = [(ABPConfig, "test_steps", "infer_steps"), (ABPConfig, "test_step_size", "infer_step_size"),
            (VAEConfig, "refine_steps", "infer_steps"), (VAEConfig, "refine_step_size", "infer_step_size"),
            (VAEConfig, "refine_noise", "infer_noise"), (DCGANConfig, "inversion_steps", "infer_steps"),
