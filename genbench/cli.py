@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the generator's output layer on the CPU: native (oneDNN, default) or im2col (PyTorch's own "
                    "kernel: up to 1.3x faster fits and 1.4x faster inference steps on 28x28 images; float rounding "
                    "only; no effect on CUDA; a run keeps its path on --resume)")
+    p.add_argument("--fits-from", metavar="RUN_DIR", help="use another run's checkpoints as this run's fits where they "
+                   "match (same data and task settings, same fit fields): re-score a finished run with other "
+                   "inference settings (e.g. --set model.abp.infer_steps=300) or tasks without fitting again")
     p.add_argument("--trust-plugins", action="store_true",
                    help="with --resume: import the plug-ins the run's config.json names (by default they must be "
                    "given again with --plugin: a run folder someone sent you must not run code)")
@@ -160,7 +163,7 @@ def _flags(args: argparse.Namespace) -> dict:
             "data.root": args.data_root, "data.download": args.download, "data.image_size": args.image_size,
             "latent_dims": args.latent_dims, "seeds": args.seeds, "device": args.device, "out": args.out,
             "dry_run": args.dry_run, "amp": args.amp, "compile": args.compile, "cell_timeout": args.cell_timeout,
-            "stack": args.stack, "conv_path": args.conv_path}
+            "stack": args.stack, "conv_path": args.conv_path, "fits_from": args.fits_from}
 
 
 def cmd_run(argv: Sequence[str]) -> int:

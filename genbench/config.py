@@ -10,8 +10,8 @@ Configuration flows one way and every key and type is checked on the way:
    ``true``, ``[0, 1]``).
 
 Keys: the fields of :class:`RunConfig` (``models``, ``tasks``, ``latent_dims``, ``seeds``, ``device``,
-``out``, ``n_eval``, ``dry_run``, ``checkpoints``, ``amp``, ``compile``, ``cell_timeout``, ``stack``, ``conv_path``),
-``data.<field>`` (a
+``out``, ``n_eval``, ``dry_run``, ``checkpoints``, ``amp``, ``compile``, ``cell_timeout``, ``stack``, ``conv_path``,
+``fits_from``), ``data.<field>`` (a
 :class:`~genbench.data.DataConfig` field),
 ``model.<name>.<field>`` (a field of that registered model's config dataclass, e.g.
 ``model.abp.n_epochs=5``) and ``task.<name>.<param>`` (a task parameter). An unknown key or a
@@ -72,6 +72,7 @@ class RunConfig:
     cell_timeout: float | None = None  # wall seconds per cell (local executor); a cell past it fails (None: off)
     stack: int = 1                  # fit up to this many fits of one stackable model config at once (a GPU's switch)
     conv_path: ConvPath = "native"  # the generator's output layer on the CPU: native (oneDNN) or im2col (backbone.py)
+    fits_from: str | None = None    # another run folder whose checkpoints serve as fits (genbench.rundir.fits_source)
     model: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per-model config overrides
     task: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)   # per-task parameters
 

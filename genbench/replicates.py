@@ -6,8 +6,9 @@ the same settings of every model and task the two runs share, the same images sc
 real or both dry runs. :func:`check_replicates` compares the runs' ``config.json`` files pairwise and refuses
 (:class:`NotReplicates`, one line naming the settings that differ) when they are not; what only selects
 cells (``models``, ``tasks``, ``latent_dims``, ``seeds``) or where they ran (``out``, ``device``,
-``checkpoints``, ``cell_timeout``, ``stack``, ``conv_path``: float rounding only) may differ. A run folder without a readable ``config.json`` (made by
-hand, or by a genbench before config.json existed) is not checked.
+``checkpoints``, ``cell_timeout``, ``stack``, ``conv_path``: float rounding only; ``fits_from``: where the
+same fits were read from) may differ. A run folder without a readable ``config.json`` (made by hand, or by a
+genbench before config.json existed) is not checked.
 
 A dry run (``--dry-run``: one epoch, 16 images) is a smoke test, not a result: :func:`dry_runs` names them,
 and the report marks their tables and ranks nothing in them (no "best").
@@ -26,7 +27,7 @@ from typing import Any
 
 #: top-level config keys that select cells or say where they ran, not what a cell computes
 SELECTING = ("models", "tasks", "latent_dims", "seeds", "out", "device", "checkpoints", "cell_timeout", "stack",
-             "conv_path")
+             "conv_path", "fits_from")
 
 
 class NotReplicates(ValueError):

@@ -51,29 +51,30 @@ def check_out_dir(out: str | Path) -> None:
         raise ConfigError(f"cannot create the run folder under {out}: {existing} is not writable; pass --out DIR")
 
 
-def read_run_config(run_dir: str | Path) -> dict[str, Any]:
-    """The ``config.json`` of a run folder; a folder that is not a run is a :class:`ConfigError`."""
+def read_run_config(run_dir: str | Path, option: str = "--resume") -> dict[str, Any]:
+    """The ``config.json`` of a run folder; a folder that is not a run is a :class:`ConfigError` (its
+    message starts with ``option``, the command-line option that named the folder)."""
     path = Path(run_dir) / "config.json"
     if not Path(run_dir).is_dir():
-        raise ConfigError(f"--resume {run_dir}: no such folder")
+        raise ConfigError(f"{option} {run_dir}: no such folder")
     if not path.is_file():
-        raise ConfigError(f"--resume {run_dir}: not a genbench run folder (no config.json in it)")
+        raise ConfigError(f"{option} {run_dir}: not a genbench run folder (no config.json in it)")
     try:
         blob = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise ConfigError(f"--resume {run_dir}: cannot read config.json ({err})") from None
+        raise ConfigError(f"{option} {run_dir}: cannot read config.json ({err})") from None
     if not isinstance(blob, dict) or not isinstance(blob.get("config"), dict) or "run_id" not in blob:
-        raise ConfigError(f"--resume {run_dir}: config.json is not a genbench run config")
+        raise ConfigError(f"{option} {run_dir}: config.json is not a genbench run config")
     blob["config"].setdefault("conv_path", "native")  # saved before the setting existed: the native path ran
     return blob
 
 
-def build_saved_config(blob: dict[str, Any], run_dir: str | Path) -> RunConfig:
+def build_saved_config(blob: dict[str, Any], run_dir: str | Path, option: str = "--resume") -> RunConfig:
     """The :class:`RunConfig` saved in a run's ``config.json`` (checked like any other config)."""
     try:
         return build_run_config(blob["config"])
     except ConfigError as err:
-        raise ConfigError(f"--resume {run_dir}: its config.json no longer resolves: {err}") from None
+        raise ConfigError(f"{option} {run_dir}: its config.json no longer resolves: {err}") from None
 
 
 def saved_run(run_dir: str | Path, config: RunConfig | None = None) -> tuple[RunConfig, str, dict[str, Any]]:
@@ -102,6 +103,29 @@ def config_differences(a: RunConfig, b: RunConfig, ignore: tuple[str, ...] = ("o
     fa, fb = flatten(a.to_dict()), flatten(b.to_dict())
     keys = sorted(set(fa) | set(fb))
     return [k for k in keys if k.split(".")[0] not in ignore and fa.get(k) != fb.get(k)]
+
+
+def fits_source(config: RunConfig) -> RunFolder:
+    """The run folder ``config.fits_from`` names, opened for its checkpoints (read only).
+
+    A fit depends on the data (the split, the images), on the operator a learn-from-corrupted fit learned
+    through (the task's settings) and on the model's fit fields. The checkpoints are keyed by the last, so the
+    source run must equal this one in ``data``, ``dry_run`` and the settings of every task this run runs, or
+    its fits would be another experiment's: a :class:`ConfigError` naming the keys that differ. A checkpoint
+    whose fit fields differ from this run's model config is not used (the fit runs here, with a warning);
+    inference-only fields (``infer_steps``, ``infer_init`` ...) may differ: that is what the option is for.
+    """
+    option, run_dir = "--fits-from", config.fits_from
+    source = build_saved_config(read_run_config(run_dir, option), run_dir, option)
+    differ = [k for k in config_differences(source, config)
+              if k.split(".")[0] in ("data", "dry_run") or (k.startswith("task.") and k.split(".")[1] in config.tasks)]
+    if differ:
+        raise ConfigError(f"{option} {run_dir}: its fits learned from other data or task settings than this run's "
+                          f"(differs at {', '.join(differ)}); they cannot serve this run")
+    if not (Path(run_dir) / "checkpoints").is_dir():
+        raise ConfigError(f"{option} {run_dir}: the run kept no checkpoints (checkpoints=false, or they were not "
+                          f"copied with it); there is nothing to load")
+    return RunFolder(run_dir)
 
 
 class RunFolder:

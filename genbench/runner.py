@@ -52,7 +52,7 @@ from genbench.results import (STATUS_FAILED, STATUS_OK, STATUS_UNSUPPORTED, Resu
                               versions_string)
 from genbench.dataconfig import data_settings
 from genbench.rundata import RunData
-from genbench.rundir import RunFolder, check_out_dir, saved_run
+from genbench.rundir import RunFolder, check_out_dir, fits_source, saved_run
 from genbench.runlock import RunLock
 from genbench.task import LEARN_FROM_CORRUPTED, EvalContext, Task
 from genbench.timelimit import CellTimeout, time_limit
@@ -118,6 +118,7 @@ class Runner:
         self._finished: set[Cell] | None = None  # resuming: see finished_cells
         self._sampled: set[tuple] = set()  # (model, d, seed) with samples kept
         self._stack_of: dict[tuple, Sequence[tuple[Cell, FitKey]]] = {}  # --stack: fit key -> its chunk, unfitted
+        self.fits_source: RunFolder | None = None  # --fits-from: another run's checkpoints (set by prepare)
 
     @property
     def run_dir(self) -> Path:
@@ -129,6 +130,9 @@ class Runner:
     def prepare(self) -> None:
         """Load the data and check every variant, before anything is written (bad input fails here)."""
         self.data = RunData(self.config, self.tasks, self.device, self.log)
+        if self.config.fits_from:  # checked before anything is written
+            self.fits_source = fits_source(self.config)
+            self.log(f"fits from {self.config.fits_from}: its checkpoints serve where they match this run's fit config")
         if not self.resuming:
             check_out_dir(self.config.out)
 
@@ -318,8 +322,9 @@ class Runner:
         """The fitted model of this cell: from memory, from its checkpoint, or fitted now."""
         fk = fit_key(cell, spec, model_config)
         if fk.key not in self._fits:
-            loaded = (self.folder.load_checkpoint(spec, fk.key, self.device, self.log, model_config)
-                      if self.folder else None)
+            loaded = None
+            for folder in self._checkpoint_folders():  # this run's own first, then --fits-from's
+                loaded = loaded or folder.load_checkpoint(spec, fk.key, self.device, self.log, model_config)
             if loaded is not None:
                 self._fits[fk.key] = (*loaded, "")
             elif fk.key in self._stack_of:  # --stack: this fit and the others of its chunk, at once
@@ -350,8 +355,11 @@ class Runner:
             for chunk in chunks:
                 self._fit_chunk(chunk, keep=False)
 
+    def _checkpoint_folders(self) -> list[RunFolder]:
+        return [f for f in (self.folder, self.fits_source) if f is not None]
+
     def _fit_done(self, key: tuple) -> bool:
-        return key in self._fits or bool(self.folder and self.folder.checkpoint_path(key).exists())
+        return key in self._fits or any(f.checkpoint_path(key).exists() for f in self._checkpoint_folders())
 
     def _fit_chunk(self, chunk: Sequence[tuple[Cell, FitKey]], keep: bool) -> None:
         """Fit a chunk's fits not done yet as one stack (``fit_stacked``, genbench/stacked.py), each member
