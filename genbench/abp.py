@@ -32,9 +32,11 @@ towards any training image) and runs ``infer_steps`` steps of the same dynamics 
 batch it is in. The lab's code used about 400 small steps at test time; on the embedded digits
 100 steps of size 0.1 reach the same error as 300 steps of 0.05 at a third of the cost
 (docs/abp_tuning.md, measured on a validation split of the training images). ``infer_init="prior"``
-starts from a draw of N(0, I) instead: the fix for gradient-descent inference (``abp-gd``) on a
-generator that maps z = 0 to a blank image with a near-zero gradient, as the generators learned from
-heavy occlusion do (docs/fair_comparison.md, "Where inference starts").
+starts from a draw of N(0, I) instead, and ``restarts=R`` runs R chains per image (the first from
+``infer_init``, the others from prior draws) and keeps the one of lowest final energy. They matter for
+gradient-descent inference (``abp-gd``): from z = 0 alone it never moves on a generator that maps a
+neighbourhood of z = 0 to a blank image with a near-zero gradient, as the generators learned from heavy
+occlusion do; Langevin's noise leaves it (docs/fair_comparison.md, "Where inference starts").
 
 Example::
 
@@ -54,7 +56,7 @@ from torch import Tensor, nn
 
 from genbench.backbone import Generator
 from genbench.generator_model import FitState, GeneratorConfig, GeneratorModel
-from genbench.inference import langevin
+from genbench.inference import langevin, langevin_restarts
 from genbench.model import Capabilities, check_finite, frozen, progress, require
 from genbench.operators import ImageShape, Observations, gaussian_nll
 from genbench.space import FloatRange, IntRange
@@ -73,7 +75,7 @@ class ABPConfig(GeneratorConfig):
     training digits (docs/abp_tuning.md: the grid tried, the errors and the costs)."""
 
     renamed_fields = {"test_steps": "infer_steps", "test_step_size": "infer_step_size"}
-    added_fields = {"langevin_bn": "train", "infer_init": "zero"}
+    added_fields = {"langevin_bn": "train", "infer_init": "zero", "restarts": 1}
 
     langevin_steps: int = 5       # l: Langevin steps per learning step (5 matched 10 at ~60% of the cost)
     step_size: float = 0.1        # delta: Langevin step size during training (0.05 and 0.3 were worse)
@@ -92,6 +94,9 @@ class ABPConfig(GeneratorConfig):
     # map z = 0 to a blank image with a near-zero gradient there: gradient descent (abp-gd) then never leaves
     # it, while Langevin's noise does (docs/fair_comparison.md, "Where inference starts").
     infer_init: str = "zero"
+    # Starts per image at inference: the first from infer_init, the others from prior draws; the chain with the
+    # lowest final -log p(y, z) is kept (as DCGAN's CSGM inversion keeps its best restart). Cost: x restarts.
+    restarts: int = 1
 
     # what the tuner searches (genbench.tuning; the default lies inside every range)
     search_space = {"lr": FloatRange(1e-3, 1e-2, log=True), "n_epochs": IntRange(10, 60, step=10),
@@ -100,7 +105,7 @@ class ABPConfig(GeneratorConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self, positive=("step_size", "infer_step_size"), at_least_one=("langevin_steps",),
+        require(self, positive=("step_size", "infer_step_size"), at_least_one=("langevin_steps", "restarts"),
                 non_negative=("infer_steps",))
         if self.langevin_bn not in ("train", "eval"):
             raise ValueError(f"langevin_bn must be 'train' or 'eval', got {self.langevin_bn!r}")
@@ -138,7 +143,7 @@ class ABP(GeneratorModel):
     tiny_overrides = {"n_epochs": 40, "width": 8, "batch_size": 50, "lr": 1e-2, "langevin_steps": 5,
                       "step_size": 0.3, "infer_steps": 50, "infer_step_size": 0.1}
     config: ABPConfig
-    inference_fields = ("infer_steps", "infer_step_size", "infer_init", "eval_batch_size")
+    inference_fields = ("infer_steps", "infer_step_size", "infer_init", "restarts", "eval_batch_size")
     loss_name = "ABP training loss"
 
     # -- learning: GeneratorModel's epoch loop with these hooks ------------------------------
@@ -195,18 +200,21 @@ class ABP(GeneratorModel):
         with frozen(self.generator_):  # inference needs gradients w.r.t. z only
             for batch in progress(self._batches(len(obs), cfg.eval_batch_size), desc="abp infer"):
                 obs_b = obs[batch]
-                z0 = (torch.zeros if cfg.infer_init == "zero" else torch.randn)(len(obs_b), cfg.latent_dim,
-                                                                                 device=obs.device)
-                zs.append(langevin(g, obs_b, z0, sigma=cfg.sigma, steps=cfg.infer_steps,
-                                   step_size=cfg.infer_step_size, noise=cfg.langevin_noise, amp=cfg.amp))
+                shape = (len(obs_b), cfg.latent_dim)
+                starts = [torch.zeros(shape, device=obs.device) if cfg.infer_init == "zero" else
+                          torch.randn(shape, device=obs.device)]
+                starts += [torch.randn(shape, device=obs.device) for _ in range(cfg.restarts - 1)]
+                zs.append(langevin_restarts(g, obs_b, torch.stack(starts), sigma=cfg.sigma, steps=cfg.infer_steps,
+                                            step_size=cfg.infer_step_size, noise=cfg.langevin_noise, amp=cfg.amp))
         z = torch.cat(zs)
         check_finite(z, "ABP inferred latents")
         return z
 
     @property
     def infer_steps(self) -> int:
-        return self.config.infer_steps
+        return self.config.infer_steps * self.config.restarts
 
     @property
     def deterministic_inference(self) -> bool:
-        return not self.config.langevin_noise and self.config.infer_init == "zero"
+        cfg = self.config
+        return not cfg.langevin_noise and cfg.infer_init == "zero" and cfg.restarts == 1

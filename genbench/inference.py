@@ -16,6 +16,9 @@ Two ways of inferring z for given observations minimise it with the generator fr
   kept per image: GAN inversion as in CSGM (Bora, Jalal, Price & Dimakis, "Compressed Sensing using
   Generative Models", ICML 2017).
 
+:func:`langevin_restarts` runs :func:`langevin` from several starts per image and keeps, as
+:func:`csgm_invert` does, the chain with the lowest final energy (:func:`best_of_restarts`, shared).
+
 Only z receives gradients; callers also freeze the generator's weights
 (:func:`~genbench.model.frozen`), so no weight-gradient graph is kept. ``amp``: the generator's
 forward pass in bf16 autocast on CUDA; z and the energy stay float32.
@@ -110,7 +113,31 @@ def csgm_invert(g: nn.Module, obs: Observations, *, sigma: float, steps: int, re
             energy().sum().backward()
             optimizer.step()
     with torch.no_grad():
-        e = energy().view(restarts, n)
+        e = energy()
+    return best_of_restarts(z.detach(), e, restarts)
+
+
+def langevin_restarts(g: nn.Module, obs: Observations, starts: Tensor, *, sigma: float, steps: int,
+                      step_size: float, noise: bool, amp: bool = False) -> Tensor:
+    """:func:`langevin` from R starts per image, ``starts`` (R, B, d), run as one batch of R * B chains; per
+    image, the chain whose last z has the lowest :func:`neg_log_joint` is kept (B, d). With R = 1 it is
+    :func:`langevin` from ``starts[0]``, call for call (no energy is evaluated)."""
+    r, n, d = starts.shape
+    if r == 1:
+        return langevin(g, obs, starts[0], sigma=sigma, steps=steps, step_size=step_size, noise=noise, amp=amp)
+    obs_r = obs[torch.arange(n, device=obs.device).repeat(r)]
+    z = langevin(g, obs_r, starts.reshape(r * n, d), sigma=sigma, steps=steps, step_size=step_size, noise=noise,
+                 amp=amp)
+    with torch.no_grad(), autocast(z.device, amp):
+        x_hat = g(z)
+    return best_of_restarts(z, neg_log_joint(obs_r, x_hat.float(), z, sigma), r)[0]
+
+
+def best_of_restarts(z: Tensor, energy: Tensor, restarts: int) -> tuple[Tensor, Tensor]:
+    """Per image, the restart with the lowest energy: ``z`` (R * B, d) and ``energy`` (R * B,), restart r's
+    chains at rows r * B .. (r + 1) * B - 1 -> z (B, d) and its energy (B,)."""
+    n = len(z) // restarts
+    e = energy.view(restarts, n)
     best = e.argmin(0)  # (B,)
-    rows = torch.arange(n, device=obs.device)
-    return z.detach().view(restarts, n, d)[best, rows], e[best, rows]
+    rows = torch.arange(n, device=z.device)
+    return z.view(restarts, n, -1)[best, rows], e[best, rows]

@@ -233,6 +233,36 @@ def test_gradient_descent_from_zero_stays_on_a_flat_blank_origin_and_a_prior_sta
     assert (errors[True, "zero"] < 0.05).float().mean() > 0.5
 
 
+def test_restarts_keep_the_lowest_energy_chain_and_one_restart_is_the_plain_call():
+    """restarts=R: the zero start plus R-1 prior draws, the chain of lowest final -log p(y, z) kept per image: on
+    the flat-origin generator it finds the square wherever some start is off the flat region, its energy is
+    never above the zero start's alone, and restarts=1 is the plain langevin call (same numbers)."""
+    from genbench.inference import langevin_restarts, neg_log_joint
+
+    target = _FlatAtZero()(torch.tensor([[2.0, 0.0, 0.0]]))
+    obs = PixelMask(p=0.7, seed=0).observe(target.repeat(32, 1, 1, 1))
+    g = _FlatAtZero()
+    starts = torch.cat([torch.zeros(1, 32, 3), torch.randn(3, 32, 3, generator=torch.Generator().manual_seed(1))])
+    kw = {"sigma": 0.3, "steps": 200, "step_size": 0.1, "noise": False}
+    best = langevin_restarts(g, obs, starts, **kw)
+    zero = langevin_restarts(g, obs, starts[:1], **kw)
+    assert torch.equal(zero, langevin(g, obs, starts[0], **kw)) and torch.equal(zero, torch.zeros_like(zero))
+    energy = {k: neg_log_joint(obs, g(z), z, 0.3) for k, z in (("best", best), ("zero", zero))}
+    assert (energy["best"] <= energy["zero"] + 1e-4).all()
+    found = (g(best) - target).abs().mean(dim=(1, 2, 3)) < 0.05
+    reachable = (starts[1:, :, 0].abs() > 0.55).any(0)  # some prior start off the flat region
+    assert reachable.sum() >= 24 and found[reachable].all()
+    # through the model: restarts and infer_init are inference fields; restarts=1 is deterministic again
+    model = _fitted_abp(langevin_noise=False, infer_steps=200, infer_step_size=0.1, restarts=4)
+    model.generator_ = g
+    assert not model.deterministic_inference and model.infer_steps == 800
+    torch.manual_seed(0)
+    recovered = (g(model.infer(obs)) - target).abs().mean(dim=(1, 2, 3)) < 0.05
+    assert recovered.float().mean() > 0.75
+    with pytest.raises(ValueError, match="restarts"):
+        ABPConfig(restarts=0)
+
+
 def test_infer_init_draws_the_start_from_the_seeded_stream_and_is_an_inference_field():
     from genbench.model import hashed_config
     from genbench.planning import Cell, fit_key
