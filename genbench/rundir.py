@@ -105,7 +105,7 @@ def config_differences(a: RunConfig, b: RunConfig, ignore: tuple[str, ...] = ("o
     return [k for k in keys if k.split(".")[0] not in ignore and fa.get(k) != fb.get(k)]
 
 
-def fits_source(config: RunConfig) -> RunFolder:
+def fits_source(config: RunConfig, log: Log) -> RunFolder:
     """The run folder ``config.fits_from`` names, opened for its checkpoints (read only).
 
     A fit depends on the data (the split, the images), on the operator a learn-from-corrupted fit learned
@@ -125,7 +125,23 @@ def fits_source(config: RunConfig) -> RunFolder:
     if not (Path(run_dir) / "checkpoints").is_dir():
         raise ConfigError(f"{option} {run_dir}: the run kept no checkpoints (checkpoints=false, or they were not "
                           f"copied with it); there is nothing to load")
+    log(f"fits from {run_dir}: its checkpoints serve where they match this run's fit config")
     return RunFolder(run_dir)
+
+
+def load_fit(folders: Sequence[RunFolder | None], spec: ModelSpec, key: tuple, device: torch.device, log: Log,
+             config: Any = None) -> tuple[LatentModel, float] | None:
+    """The fit from the first of ``folders`` (this run's own, then ``--fits-from``'s; None: absent) that holds a
+    usable checkpoint of it (:meth:`RunFolder.load_checkpoint`); None: it is fitted."""
+    for folder in (f for f in folders if f is not None):
+        if (loaded := folder.load_checkpoint(spec, key, device, log, config)) is not None:
+            return loaded
+    return None
+
+
+def checkpoint_saved(folders: Sequence[RunFolder | None], key: tuple) -> bool:
+    """Whether one of ``folders`` holds a checkpoint of the fit ``key``."""
+    return any(f is not None and f.checkpoint_path(key).exists() for f in folders)
 
 
 class RunFolder:

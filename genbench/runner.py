@@ -52,7 +52,7 @@ from genbench.results import (STATUS_FAILED, STATUS_OK, STATUS_UNSUPPORTED, Resu
                               versions_string)
 from genbench.dataconfig import data_settings
 from genbench.rundata import RunData
-from genbench.rundir import RunFolder, check_out_dir, fits_source, saved_run
+from genbench.rundir import RunFolder, check_out_dir, checkpoint_saved, fits_source, load_fit, saved_run
 from genbench.runlock import RunLock
 from genbench.task import LEARN_FROM_CORRUPTED, EvalContext, Task
 from genbench.timelimit import CellTimeout, time_limit
@@ -131,8 +131,7 @@ class Runner:
         """Load the data and check every variant, before anything is written (bad input fails here)."""
         self.data = RunData(self.config, self.tasks, self.device, self.log)
         if self.config.fits_from:  # checked before anything is written
-            self.fits_source = fits_source(self.config)
-            self.log(f"fits from {self.config.fits_from}: its checkpoints serve where they match this run's fit config")
+            self.fits_source = fits_source(self.config, self.log)
         if not self.resuming:
             check_out_dir(self.config.out)
 
@@ -322,9 +321,7 @@ class Runner:
         """The fitted model of this cell: from memory, from its checkpoint, or fitted now."""
         fk = fit_key(cell, spec, model_config)
         if fk.key not in self._fits:
-            loaded = None
-            for folder in self._checkpoint_folders():  # this run's own first, then --fits-from's
-                loaded = loaded or folder.load_checkpoint(spec, fk.key, self.device, self.log, model_config)
+            loaded = load_fit((self.folder, self.fits_source), spec, fk.key, self.device, self.log, model_config)
             if loaded is not None:
                 self._fits[fk.key] = (*loaded, "")
             elif fk.key in self._stack_of:  # --stack: this fit and the others of its chunk, at once
@@ -355,11 +352,8 @@ class Runner:
             for chunk in chunks:
                 self._fit_chunk(chunk, keep=False)
 
-    def _checkpoint_folders(self) -> list[RunFolder]:
-        return [f for f in (self.folder, self.fits_source) if f is not None]
-
     def _fit_done(self, key: tuple) -> bool:
-        return key in self._fits or any(f.checkpoint_path(key).exists() for f in self._checkpoint_folders())
+        return key in self._fits or checkpoint_saved((self.folder, self.fits_source), key)
 
     def _fit_chunk(self, chunk: Sequence[tuple[Cell, FitKey]], keep: bool) -> None:
         """Fit a chunk's fits not done yet as one stack (``fit_stacked``, genbench/stacked.py), each member
