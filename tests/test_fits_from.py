@@ -85,3 +85,29 @@ def test_a_folder_that_is_not_a_run_is_refused(tmp_path, capsys):
     assert main([*SWEEP, "--out", str(tmp_path / "x"), "--fits-from", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("genbench: error: --fits-from") and "no config.json" in err
+
+
+def test_the_init_study_scripts_read_the_runs(source, tmp_path, capsys):
+    """benchmarks/init_study.py pairs a run with its re-scored copy; benchmarks/flat_origin.py re-infers a
+    run's learn-from-corrupted fits from z = 0 with and without noise (both stay in step with the code)."""
+    import importlib.util
+    from pathlib import Path
+
+    def script(name):
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    run_dir, _ = source
+    _run(tmp_path / "prior", "--fits-from", str(run_dir), "--set", "model.abp-gd.infer_init=prior")
+    (prior_dir,) = (tmp_path / "prior").iterdir()
+    capsys.readouterr()
+    assert script("init_study").main([str(run_dir), str(prior_dir), "--out", str(tmp_path / "t.md")]) == 0
+    table = (tmp_path / "t.md").read_text()
+    assert "| inpainting | salt-pepper-0.7 | learn-from-corrupted | train | 1 |" in table and "### d = 2" in table
+    assert script("flat_origin").main([str(run_dir), "--models", "abp-gd", "--latent-dims", "2", "--seeds", "0",
+                                       "--images", "5"]) == 0
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| abp-gd | 2 | 0 |")]
+    assert len(row) == 1 and "no checkpoint" not in row[0]
