@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Where ABP's inference starts: the same fits scored from z = 0 and from a prior draw, beside ABP.
 
-    python benchmarks/init_study.py REFERENCE_RUN PRIOR_RUN [--model abp-gd] [--out FILE.md]
+    python benchmarks/init_study.py REFERENCE_RUN PRIOR_RUN [--model abp-gd] [--label TEXT] [--out FILE.md]
 
 ``REFERENCE_RUN`` is a run at the default ``infer_init: zero`` (the three-seed reference run);
 ``PRIOR_RUN`` re-scores its fits of ``--model`` with ``infer_init: prior`` and nothing else changed::
@@ -11,9 +11,10 @@
 
 Prints (and with ``--out`` writes) one markdown table per latent dim: for every (task, variant, protocol,
 split) of the prior run, ``mae`` as mean ± std over the seeds both runs finished for ``--model`` from z = 0
-and from the prior draw, their per-seed difference (prior − zero; "lower in" counts the seeds where the
-prior start is better), and ABP's own row of the reference run (Langevin inference from z = 0) for scale.
-Both runs' rows come from the runner; nothing is typed in by hand.
+and from the prior draw, their per-seed difference (second − zero; "lower in" counts the seeds where the
+second run is better), and ABP's own row of the reference run (Langevin inference from z = 0) for scale.
+Both runs' rows come from the runner; nothing is typed in by hand. ``--label`` names the second run's start in
+the headers (default "from a prior draw"; e.g. "restarts=2" for a run re-scored with ``restarts=2``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def _ms(values: pd.Series) -> str:
     return f"{values.mean():.4f} ± {values.std():.4f}" if len(values) > 1 else f"{values.mean():.4f} (1)"
 
 
-def tables(reference: pd.DataFrame, prior: pd.DataFrame, model: str) -> str:
+def tables(reference: pd.DataFrame, prior: pd.DataFrame, model: str, label: str = "from a prior draw") -> str:
     zero, after, abp = _ok(reference, model), _ok(prior, model), _ok(reference, "abp")
     both = zero.merge(after, on=["latent_dim", *KEYS, "seed"], suffixes=("_zero", "_prior"))
     if both.empty:
@@ -59,8 +60,8 @@ def tables(reference: pd.DataFrame, prior: pd.DataFrame, model: str) -> str:
                          f"{diff.mean():+.4f}; lower in {int((diff < 0).sum())}/{len(cell)}",
                          _ms(ref[ref["seed"].isin(cell["seed"])]["value"])])
         out.append(f"### d = {int(d)}\n\n" + markdown_table(
-            ["task", "variant", "protocol", "split", "seeds", f"{model} from z = 0", f"{model} from a prior draw",
-             "prior − zero", "abp (Langevin, z = 0)"], body))
+            ["task", "variant", "protocol", "split", "seeds", f"{model} from z = 0", f"{model} {label}",
+             "second − zero", "abp (Langevin, z = 0)"], body))
     return "\n\n".join(out) + "\n"
 
 
@@ -69,13 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("reference")
     p.add_argument("prior")
     p.add_argument("--model", default="abp-gd")
+    p.add_argument("--label", default="from a prior draw", help="the second run's start, for the headers")
     p.add_argument("--out", help="write the tables to this markdown file too")
     args = p.parse_args(argv)
     from genbench.report import ReportInputError, load_runs
 
     try:
         reference, prior = (load_runs([Path(d)]) for d in (args.reference, args.prior))
-        text = tables(reference, prior, args.model)
+        text = tables(reference, prior, args.model, args.label)
     except (ReportInputError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
