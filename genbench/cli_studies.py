@@ -14,6 +14,15 @@ from genbench.cli import PROG, _csv_list, _Parser
 from genbench.config import available_presets, resolve_config
 
 
+def _shared_options(p: _Parser) -> None:
+    """The options ``tune`` and ``epochs`` share (what the fits read and how they are scored)."""
+    p.add_argument("--config", metavar="FILE.yaml", help="a YAML file of config keys, applied after the preset")
+    p.add_argument("--dataset", metavar="NAME", help="dataset (its training split only is read)")
+    p.add_argument("--latent-dim", type=int, default=10, metavar="D", help="latent dim of the fits (default 10)")
+    p.add_argument("--validation-fraction", type=float, default=0.2, metavar="F",
+                   help="share of the training images held out for scoring (default 0.2)")
+
+
 def cmd_tune(argv: Sequence[str]) -> int:
     from genbench.tuning import TuneSettings, models_of, resume_settings, rewrite_settings, tune
 
@@ -23,11 +32,8 @@ def cmd_tune(argv: Sequence[str]) -> int:
                 "<out>/tune-<id>/ with tuned.yaml (use it with --config), tuning.md and trials.csv.")
     p.add_argument("--preset", choices=sorted(available_presets()), help="the config the search starts from "
                    "(default: default); its model settings are the defaults and the fixed fields")
-    p.add_argument("--config", metavar="FILE.yaml", help="a YAML file of config keys, applied after the preset")
     p.add_argument("--models", type=_csv_list(str), metavar="A,B", help="models to tune (default: the preset's "
                    "learned models)")
-    p.add_argument("--dataset", metavar="NAME", help="dataset (its training split only is read)")
-    p.add_argument("--latent-dim", type=int, default=10, metavar="D", help="latent dim of the fits (default 10)")
     p.add_argument("--trials", type=int, help="trials per model (default 20; trial 0 is the default config)")
     p.add_argument("--budget", type=float, metavar="SECONDS",
                    help="wall-clock seconds per model (default 1800); no trial starts after it")
@@ -35,8 +41,6 @@ def cmd_tune(argv: Sequence[str]) -> int:
                    help="what is scored, e.g. reconstruction, inpainting:block-14:learn-from-corrupted, "
                    "projection:k-100 (default: reconstruction)")
     p.add_argument("--metric", default="mae", help="the objective's metric (default mae)")
-    p.add_argument("--validation-fraction", type=float, default=0.2, metavar="F",
-                   help="share of the training images held out for scoring (default 0.2)")
     p.add_argument("--seed", type=int, default=0, help="seeds the split, the sampler and the fits (default 0)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", metavar="DIR", help="where the tuning folder is written (default: results)")
@@ -45,6 +49,7 @@ def cmd_tune(argv: Sequence[str]) -> int:
     p.add_argument("--resume", metavar="TUNE_DIR", help="continue a killed search: its finished trials and the "
                    "rest of each model's budget; --trials and --budget may raise them (the same for every model), "
                    "other options are not used")
+    _shared_options(p)
     args = p.parse_args(argv)
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     if args.resume:
@@ -80,11 +85,8 @@ def cmd_epochs(argv: Sequence[str]) -> int:
                 "and epochs.md. Models on the shared epoch loop only (abp, abp-gd, vae, dcgan).")
     p.add_argument("--preset", choices=sorted(available_presets()), help="the config the models come from "
                    "(default: default); its model settings are the fits' settings")
-    p.add_argument("--config", metavar="FILE.yaml", help="a YAML file of config keys, applied after the preset")
     p.add_argument("--models", type=_csv_list(str), metavar="A,B", help="models to study (default: the preset's "
                    "learned models; those without the shared epoch loop are skipped)")
-    p.add_argument("--dataset", metavar="NAME", help="dataset (its training split only is read)")
-    p.add_argument("--latent-dim", type=int, default=10, metavar="D", help="latent dim of the fits (default 10)")
     p.add_argument("--objective", action="append", metavar="TASK[:VARIANT[:PROTOCOL]]",
                    help="what is scored, as in tune; repeat for several (default: reconstruction); clean-train "
                    "objectives share one fit")
@@ -93,14 +95,13 @@ def cmd_epochs(argv: Sequence[str]) -> int:
     p.add_argument("--seeds", type=_csv_list(int), default=[0, 1], metavar="S1,S2",
                    help="each seed its own validation split, masks and initialisation (default 0,1)")
     p.add_argument("--metric", default="mae", help="the objectives' metric (default mae)")
-    p.add_argument("--validation-fraction", type=float, default=0.2, metavar="F",
-                   help="share of the training images held out for scoring (default 0.2)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", metavar="DIR", help="where the study's folder is written (default: results)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set data.n_train=2000")
     p.add_argument("--resume", metavar="EPOCHS_DIR", help="continue a killed study from its finished fits "
                    "(other options are not used)")
+    _shared_options(p)
     args = p.parse_args(argv)
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     if args.resume:

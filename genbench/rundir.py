@@ -111,9 +111,9 @@ def fits_source(config: RunConfig, log: Log) -> RunFolder:
     A fit depends on the data (the split, the images), on the operator a learn-from-corrupted fit learned
     through (the task's settings) and on the model's fit fields. The checkpoints are keyed by the last, so the
     source run must equal this one in ``data``, ``dry_run`` and the settings of every task this run runs, or
-    its fits would be another experiment's: a :class:`ConfigError` naming the keys that differ. A checkpoint
-    whose fit fields differ from this run's model config is not used (the fit runs here, with a warning);
-    inference-only fields (``infer_steps``, ``infer_init`` ...) may differ: that is what the option is for.
+    its fits would be another experiment's: a :class:`ConfigError` naming the keys that differ. A fit whose fit
+    fields differ from this run's model config has another key, so the source holds no checkpoint of it and it
+    runs here; inference-only fields (``infer_steps``, ``infer_init`` ...) may differ: that is what it is for.
     """
     option, run_dir = "--fits-from", config.fits_from
     source = build_saved_config(read_run_config(run_dir, option), run_dir, option)
