@@ -6,7 +6,7 @@ each does per mini-batch (STYLE.md 6).
 
     check the observations, record image shape and device
     state = _start_fit(obs)                 # networks self.<name>_ (train mode), optimisers, latents
-    for epoch in 1..n_epochs:
+    for epoch in 1..epochs_for(obs):     # n_epochs, or n_epochs_corrupted on occluded/projected data
         perm = randperm(N)                  # on the observations' device
         for idx in perm split in batches of batch_size:
             loss = _train_step(state, obs[idx], idx)   # one optimisation step: batch-mean loss(es)
@@ -54,7 +54,7 @@ from torch import Tensor, nn
 
 from genbench.backbone import recalibrate_batchnorm
 from genbench.model import LatentModel, ModelConfig, autocast, check_finite, progress, require, state_device
-from genbench.operators import ImageShape, Observations
+from genbench.operators import Identity, ImageShape, Observations
 
 
 @dataclass(frozen=True)
@@ -68,11 +68,14 @@ class GeneratorConfig(ModelConfig):
     lr: float = 1e-3              # Adam
     beta1: float = 0.5
     n_epochs: int = 40
+    n_epochs_corrupted: int | None = None  # epochs of a fit on occluded or projected data (learn-from-corrupted)
     batch_size: int = 50
     eval_batch_size: int = 500
     # execution switches (the runner sets them from --amp / --compile; see EXECUTION_FIELDS)
     amp: bool = False             # bf16 autocast of the networks' forward passes in fit / infer; CUDA only
     compile: bool = False         # torch.compile the networks (Generator, ConvTrunk) for fit / infer
+
+    added_fields: ClassVar[dict[str, Any]] = {"n_epochs_corrupted": None}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -80,6 +83,19 @@ class GeneratorConfig(ModelConfig):
                                                               "eval_batch_size"))
         if not 0 <= self.beta1 < 1:
             raise ValueError(f"{type(self).__name__}.beta1 must be in [0, 1), got {self.beta1}")
+        if self.n_epochs_corrupted is not None and (
+                not isinstance(self.n_epochs_corrupted, int) or self.n_epochs_corrupted < 1):
+            raise ValueError(f"{type(self).__name__}.n_epochs_corrupted must be None (= n_epochs) or an integer "
+                             f">= 1, got {self.n_epochs_corrupted!r}")
+
+    def fit_epochs(self, *, clean: bool) -> int:
+        """The epochs of a fit: ``n_epochs`` on complete images, ``n_epochs_corrupted`` (when set) on occluded
+        or projected ones (the learn-from-corrupted fits)."""
+        return self.n_epochs if clean or self.n_epochs_corrupted is None else self.n_epochs_corrupted
+
+    def epochs_for(self, obs: Observations) -> int:
+        """The epochs of a fit on ``obs`` (:meth:`fit_epochs`; clean: the identity operator)."""
+        return self.fit_epochs(clean=isinstance(obs.op, Identity))
 
 
 class FitState(SimpleNamespace):
@@ -115,7 +131,7 @@ class GeneratorModel(LatentModel):
         cfg, n = self.config, len(obs)
         self.history_: list[Any] = []  # per epoch: the mean loss (a float, or a list of floats)
         state = self._start_fit(obs)
-        for epoch in progress(range(cfg.n_epochs), desc=self._fit_desc()):
+        for epoch in progress(range(cfg.epochs_for(obs)), desc=self._fit_desc()):
             total: Tensor | None = None
             perm = torch.randperm(n, device=obs.device)
             for batch in self._batches(n, cfg.batch_size):

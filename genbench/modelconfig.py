@@ -85,6 +85,15 @@ def require(config: Any, *, positive: Sequence[str] = (), at_least_one: Sequence
                 raise ValueError(f"{type(config).__name__}.{name} must be {text}, got {value}")
 
 
+def added_fields(config_cls: type) -> dict[str, Any]:
+    """Every added field (name -> its earlier behaviour) declared by ``config_cls`` and the config classes
+    it derives from (:attr:`BaseConfig.added_fields`)."""
+    out: dict[str, Any] = {}
+    for klass in reversed(config_cls.__mro__):
+        out.update(vars(klass).get("added_fields", {}))
+    return out
+
+
 #: config fields that choose how a model runs rather than what it computes; left out of config
 #: hashes while off, so switching them on is visible and runs without them keep their hashes
 EXECUTION_FIELDS = ("amp", "compile")
@@ -93,6 +102,6 @@ EXECUTION_FIELDS = ("amp", "compile")
 def hashed_config(config: BaseConfig) -> dict[str, Any]:
     """The config as a dict for hashing: every field, execution switches only when on, an added
     field (:attr:`BaseConfig.added_fields`) only away from its earlier behaviour."""
-    added = type(config).added_fields
+    added = added_fields(type(config))
     return {k: v for k, v in dataclasses.asdict(config).items()
             if not (k in EXECUTION_FIELDS and v is False) and not (k in added and v == added[k])}

@@ -204,7 +204,7 @@ def stack_plan(cells: Sequence[Cell], cfg: RunConfig, size: int,
                done: Callable[[tuple], bool] = lambda key: False) -> list[list[tuple[Cell, FitKey]]]:
     """The fits of ``cells`` that ``--stack size`` trains together: fits of model classes that define
     ``fit_stacked`` themselves (an inherited one would ignore a subclass's overrides) and whose capabilities
-    say they stack, not ``done`` yet (fitted or checkpointed), grouped by (fit name, full model config) and
+    say they stack, not ``done`` yet (fitted or checkpointed), grouped by (fit name, full model config, epochs of the fit) and
     cut into chunks of at most ``size``, one (first cell, fit key) per fit; chunks of one are left to the
     usual one-at-a-time fit."""
     buckets: dict[tuple, dict[tuple, tuple[Cell, FitKey]]] = {}
@@ -215,7 +215,8 @@ def stack_plan(cells: Sequence[Cell], cfg: RunConfig, size: int,
         model_config = cell_model_config(spec, cfg, cell.latent_dim)
         fk = fit_key(cell, spec, model_config)
         if not done(fk.key):
-            buckets.setdefault((spec.fit_name, repr(model_config)), {}).setdefault(fk.key, (cell, fk))
+            bucket = (spec.fit_name, repr(model_config), model_config.fit_epochs(clean=fk.clean))  # one epoch count
+            buckets.setdefault(bucket, {}).setdefault(fk.key, (cell, fk))
     chunks = []
     for fits in buckets.values():
         members = list(fits.values())

@@ -120,6 +120,10 @@ def _check_members(config: ABPConfig, obs: Sequence[Observations], generators: S
                              f"{m} has {len(o)} of {tuple(o.image_shape)} on {o.device}")
         if torch.device(generators[m].device) != o.device:
             raise ValueError(f"member {m}: its generator is on {generators[m].device}, its data on {o.device}")
+        if config.epochs_for(o) != config.epochs_for(first):
+            raise ValueError(f"the members of a stacked fit must train for as many epochs: member 0 for "
+                             f"{config.epochs_for(first)}, member {m} for {config.epochs_for(o)} (n_epochs_corrupted: "
+                             f"stack clean and occluded or projected data apart)")
 
 
 def fit_stacked(config: ABPConfig, obs: Sequence[Observations],
@@ -140,7 +144,7 @@ def fit_stacked(config: ABPConfig, obs: Sequence[Observations],
     z_train = torch.stack([m.z_train_ for m in members])  # (M, N, d)
     optimizer = torch.optim.Adam(list(net.params.values()), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     members_idx = torch.arange(len(members), device=device)[:, None]
-    for epoch in progress(range(cfg.n_epochs), desc=f"abp stacked fit (M={len(members)})"):
+    for epoch in progress(range(cfg.epochs_for(obs[0])), desc=f"abp stacked fit (M={len(members)})"):
         total = torch.zeros(len(members), device=device)
         perms = torch.stack([torch.randperm(n, device=device, generator=g) for g in generators])  # (M, N)
         for batch in members[0]._batches(n, cfg.batch_size):

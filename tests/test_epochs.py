@@ -218,15 +218,17 @@ def test_bad_epochs_input_is_one_line(tmp_path, capsys, argv, match):
     assert not (tmp_path / "out").exists()
 
 
-def _curve(tmp_path, models, metric="mae"):
-    """curve.csv from {model: {objective: {epochs: [value per seed]}}} (fit seconds 10 per epoch)."""
+def _curve(tmp_path, models, metric="mae", fits=None, configured=None):
+    """curve.csv from {model: {objective: {epochs: [value per seed]}}} (fit seconds 10 per epoch); ``fits`` and
+    ``configured``: objective -> its fit's name and configured count (default "clean", 40)."""
     rows = []
     for model, objectives in models.items():
         for objective, counts in objectives.items():
             for e, values in counts.items():
                 for seed, v in enumerate(values):
-                    rows.append(dict(model=model, fit="clean", objective=objective, seed=seed, epochs=e, metric=metric,
-                                     value=v, fit_seconds=e * 10.0, configured_epochs=40,
+                    rows.append(dict(model=model, fit=(fits or {}).get(objective, "clean"), objective=objective,
+                                     seed=seed, epochs=e, metric=metric, value=v, fit_seconds=e * 10.0,
+                                     configured_epochs=(configured or {}).get(objective, 40),
                                      error="" if v == v else "fit failed: RuntimeError: out of memory"))
     pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp_path / "curve.csv", index=False)
 
@@ -254,11 +256,11 @@ def test_enough_is_the_fewest_epochs_within_one_seed_std_on_every_objective(tmp_
     settings = EpochSettings(models=("a", "c", "d", "b", "e"), objectives=(R, S), seeds=(0, 1))
     text = write_report(tmp_path, settings, log=lambda line: None)
     summary = text.split("## Fewest epochs")[1]
-    assert "| a | 40 | 30 | 20 | 30 | 75% |" in summary
-    assert "| c | 40 | 30 | 10 | 20 | 75% |" in summary
-    assert "| d | 40 | 20 | 20 | 20 | 50% |" in summary
-    assert "| b | 40 | — | 1 seed | 1 seed | — |" in summary
-    assert "| e | 40 | 10 | 10 | n/a | 25% |" in summary
+    assert "| a | n_epochs | 40 | 30 | 20 | 30 | 75% |" in summary
+    assert "| c | n_epochs | 40 | 30 | 10 | 20 | 75% |" in summary
+    assert "| d | n_epochs | 40 | 20 | 20 | 20 | 50% |" in summary
+    assert "| b | n_epochs | 40 | — | 1 seed | 1 seed | — |" in summary
+    assert "| e | n_epochs | 40 | 10 | 10 | n/a | 25% |" in summary
     assert "| a | 10 | 100 | 0.13000 ± 0.01000 | +0.03000 |" in text
     assert "| d | 10 | 100 | 0.05000 (1) | -0.05000 |" in text
     assert "| b | 40* | 400 | 0.10000 (1) |  |" in text
@@ -270,8 +272,40 @@ def test_for_a_higher_is_better_metric_enough_and_worse_turn_round(tmp_path):
            metric="psnr")
     settings = EpochSettings(models=("a",), objectives=("reconstruction",), seeds=(0, 1), metric="psnr")
     text = write_report(tmp_path, settings, log=lambda line: None)
-    assert "| a | 40 | 20 | 20 | 50% |" in text
+    assert "| a | n_epochs | 40 | 20 | 20 | 50% |" in text
     assert "| a | 10 | 100 | 20.00000 ± 0.50000 | +2.00000 |" in text  # 2 dB lower: + worse
+
+
+def test_enough_is_said_apart_for_clean_and_learn_from_corrupted_fits(tmp_path):
+    """A model whose learn-from-corrupted fits are configured with n_epochs_corrupted = 20 and its clean fit with
+    n_epochs = 40: one summary row per kind of fit, each against its own configured count, each objective only
+    in its own kind's row, and each fit-time share over that kind's fits."""
+    R, S = "reconstruction", "inpainting:salt-pepper-0.5:learn-from-corrupted"
+    _curve(tmp_path, {"a": {R: {10: _pair(0.2), 20: _pair(0.101), 40: _pair(0.1)},
+                            S: {5: _pair(0.1), 10: _pair(0.1), 20: _pair(0.1)}}},
+           fits={S: "inpainting/salt-pepper-0.5"}, configured={S: 20})
+    settings = EpochSettings(models=("a",), objectives=(R, S), seeds=(0, 1))
+    summary = write_report(tmp_path, settings, log=lambda line: None).split("## Fewest epochs")[1]
+    assert "| a | n_epochs | 40 | 20 | 20 | n/a | 50% |" in summary
+    assert "| a | n_epochs_corrupted | 20 | 5 | n/a | 5 | 25% |" in summary
+
+
+def test_a_study_counts_from_the_configured_epochs_of_each_kind_of_fit(tmp_path):
+    """With model.abp.n_epochs_corrupted = 2 (n_epochs 3) the learn-from-corrupted fit is scored at 1 and its
+    configured 2, the clean one at 1 and 3; each value at the configured count is a separate fit's score."""
+    base = get_model("abp").make_config(n_epochs=3, n_epochs_corrupted=2)
+    assert base.fit_epochs(clean=True) == 3 and base.fit_epochs(clean=False) == 2
+    config = _config(tmp_path)
+    config = dataclasses.replace(config, model={**config.model, "abp": {**config.model["abp"], "n_epochs_corrupted": 2}})
+    objective = "inpainting:salt-pepper-0.5:learn-from-corrupted"
+    settings = EpochSettings(models=("abp",), objectives=("reconstruction", objective), at=(1,), seeds=(0,),
+                             latent_dim=3)
+    curve = pd.read_csv(epoch_curve(config, settings, log=lambda line: None) / "curve.csv")
+    lfc, clean = curve[curve.objective == objective], curve[curve.objective == "reconstruction"]
+    assert sorted(lfc.epochs) == [1, 2] and (lfc.configured_epochs == 2).all()
+    assert sorted(clean.epochs) == [1, 3] and (clean.configured_epochs == 3).all()
+    expected, _ = _separate_fit_score(tmp_path, "abp", objective, 2)
+    assert lfc.loc[lfc.epochs == 2, "value"].item() == expected
 
 
 def test_the_default_counts_are_quarters_of_the_configured_count():
