@@ -101,7 +101,7 @@ class ABPConfig(GeneratorConfig):
     # what the tuner searches (genbench.tuning; the default lies inside every range)
     search_space = {"lr": FloatRange(1e-3, 1e-2, log=True), "n_epochs": IntRange(10, 60, step=10),
                     "langevin_steps": IntRange(1, 10), "step_size": FloatRange(0.03, 0.3, log=True),
-                    "infer_step_size": FloatRange(0.03, 0.3, log=True)}
+                    "infer_step_size": FloatRange(0.03, 0.3, log=True), "restarts": IntRange(1, 4)}
 
     def __post_init__(self) -> None:
         super().__post_init__()
