@@ -5,7 +5,7 @@ The run's cells and fits come from the planner (the run's saved config, as ``--r
 or fit not run yet is counted too. Measured seconds are the run's own: a fit's ``fit_seconds`` (once per fit,
 however many cells share it) and each cell's ``eval_seconds`` (summed over its splits). An unfinished cell is
 priced at the mean of the same cell at the seeds that finished (then at any latent dim), an unfinished fit at
-the mean of its (model, latent dim, kind of fit) at other seeds; what has no such price is counted apart.
+the mean of its (model, latent dim, kind of fit) at other seeds (then at any latent dim); what has no such price is counted apart.
 
 ``--scale MODEL:KIND=FACTOR`` asks "what if": multiply the seconds of MODEL's (``*``: every model's) ``clean``
 fits, ``corrupted`` (learn-from-corrupted) fits, ``fit`` (both) or ``eval``, e.g. ``abp:corrupted=0.5`` for
@@ -80,6 +80,7 @@ def price(fit_of: dict, evals: dict, fits: dict) -> pd.DataFrame:
     for fk, sec in fits.items():
         (m, d, s, t, v, p), corrupted = fit_owner[fk]
         by_fit[(m, d, corrupted)].append(sec)
+        by_fit[(m, None, corrupted)].append(sec)
     rows = []
     for key, (fk, corrupted) in fit_of.items():
         m, d, s, t, v, p = key
@@ -94,7 +95,7 @@ def price(fit_of: dict, evals: dict, fits: dict) -> pd.DataFrame:
         if fk in fits:
             rows.append((m, part, fits[fk], 0.0, 0))
         else:
-            known = by_fit.get((m, d, corrupted))
+            known = by_fit.get((m, d, corrupted)) or by_fit.get((m, None, corrupted))
             rows.append((m, part, 0.0, sum(known) / len(known) if known else 0.0, 0 if known else 1))
     return pd.DataFrame(rows, columns=["model", "part", "measured", "estimated", "unpriced"])
 
