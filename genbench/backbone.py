@@ -16,7 +16,8 @@ The convolution path (:func:`set_conv_path`, ``--conv-path``, a process setting 
 ``native`` runs every layer on PyTorch's default kernels (oneDNN on the CPU); ``im2col`` runs the generator's
 output layer (:class:`OutputConvTranspose2d`) on the CPU on PyTorch's own im2col kernel instead, which is
 several times faster for its few output channels (benchmarks/conv_paths.py). The same function up to float
-rounding; on CUDA both are the native path.
+rounding; on CUDA both are the native path. A run (``RunConfig.conv_path``) takes ``im2col`` by default; a
+process that sets nothing, such as a model used directly from Python, runs ``native``.
 
 Example::
 

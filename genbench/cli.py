@@ -146,9 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "as one stacked ensemble, for models that can (abp, abp-gd); equal to separate fits up to float "
                    "rounding; meant for a GPU (on a CPU it is slower); may change on --resume (default: 1)")
     p.add_argument("--conv-path", choices=get_args(config_lib.ConvPath), default=None,
-                   help="the generator's output layer on the CPU: native (oneDNN, default) or im2col (PyTorch's own "
-                   "kernel: up to 1.3x faster fits and 1.4x faster inference steps on 28x28 images; float rounding "
-                   "only; no effect on CUDA; a run keeps its path on --resume)")
+                   help="the generator's output layer on the CPU: im2col (PyTorch's own kernel, default: up to 1.3x "
+                   "faster fits and 1.4x faster inference steps on 28x28 images than oneDNN) or native (oneDNN); float "
+                   "rounding only; no effect on CUDA; a run keeps its path on --resume, and one saved before the "
+                   "setting existed resumes on native)")
     p.add_argument("--fits-from", metavar="RUN_DIR", help="use another run's checkpoints as this run's fits where they "
                    "match (same data and task settings, same fit fields): re-score a finished run with other "
                    "inference settings (e.g. --set model.abp.infer_steps=300) or tasks without fitting again")

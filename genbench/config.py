@@ -71,7 +71,7 @@ class RunConfig:
     compile: bool = False           # torch.compile the shared Generator and ConvTrunks
     cell_timeout: float | None = None  # wall seconds per cell (local executor); a cell past it fails (None: off)
     stack: int = 1                  # fit up to this many fits of one stackable model config at once (a GPU's switch)
-    conv_path: ConvPath = "native"  # the generator's output layer on the CPU: native (oneDNN) or im2col (backbone.py)
+    conv_path: ConvPath = "im2col"  # the generator's output layer on the CPU: im2col (backbone.py) or native (oneDNN)
     fits_from: str | None = None    # another run folder whose checkpoints serve as fits (genbench.rundir.fits_source)
     model: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per-model config overrides
     task: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)   # per-task parameters

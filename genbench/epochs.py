@@ -262,6 +262,7 @@ def resume_settings(folder: Path) -> tuple[dict, EpochSettings, str]:
     try:
         blob = json.loads((Path(folder) / "epochs.json").read_text(encoding="utf-8"))
         settings = {k: tuple(v) if isinstance(v, list) else v for k, v in blob["settings"].items()}
+        blob["config"].setdefault("conv_path", "native")  # saved before the setting existed: the native path ran
         return blob["config"], EpochSettings(**settings), blob.get("command", "")
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ConfigError(f"epochs --resume {folder}: not an epoch-study folder ({type(err).__name__}: {err})") from None

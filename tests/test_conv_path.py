@@ -4,6 +4,7 @@ saved before the setting existed resumes on the native path, and the stacked fit
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -130,7 +131,9 @@ def test_a_runner_sets_its_own_path_when_it_runs_and_a_worker_sets_it_too(tmp_pa
                                                         "tasks=[reconstruction]", "seeds=[0]"]
     im2col = resolve_config("quick", overrides=[*overrides, "conv_path=im2col", f"out={tmp_path / 'a'}"])
     first = Runner(im2col, log=lambda _: None)
-    Runner(resolve_config("quick", overrides=[*overrides, f"out={tmp_path / 'b'}"]), log=lambda _: None)
+    default = resolve_config("quick", overrides=[*overrides, f"out={tmp_path / 'b'}"])
+    assert default.conv_path == "im2col"  # a run's default
+    Runner(dataclasses.replace(default, conv_path="native"), log=lambda _: None)
     assert get_conv_path() == "native"  # the runner built last set its own
     seen = set()
     native = OutputConvTranspose2d.forward
