@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from genbench.abp import ABP, ABPConfig  # noqa: E402
-from genbench.backbone import Generator, recalibrate_batchnorm  # noqa: E402
+from genbench.backbone import Generator, recalibrate_batchnorm, using_conv_path  # noqa: E402
 from genbench.operators import Identity, Observations  # noqa: E402
 
 
@@ -117,7 +117,14 @@ def _median_time(fn: Callable[[], object], repeats: int) -> float:
 
 def measure(x: Tensor, config: ABPConfig, repeats: int = 5, seed: int = 0) -> dict[str, float]:
     """Efficiency of ``ABP(config).fit`` on images ``x`` (one epoch per timing) against its layer work:
-    seconds per iteration of both, their ratio, and GFLOP/s of both. The two timings alternate."""
+    seconds per iteration of both, their ratio, and GFLOP/s of both. The two timings alternate. Both run on the
+    native convolution path (the replay calls the native kernels; the im2col output layer, a run's default, is
+    measured against them by benchmarks/conv_paths.py), whatever path the process had set."""
+    with using_conv_path("native"):
+        return _measure(x, config, repeats, seed)
+
+
+def _measure(x: Tensor, config: ABPConfig, repeats: int, seed: int) -> dict[str, float]:
     config = ABPConfig(**{**config.__dict__, "n_epochs": 1})
     obs: Observations = Identity().observe(x)
     iterations = -(-len(x) // config.batch_size)

@@ -38,11 +38,13 @@ def _seed() -> None:
 
 @pytest.fixture(autouse=True)
 def _conv_path():
-    """A runner sets the process's convolution path from its config: each test starts from and leaves the
-    process default."""
+    """A runner sets the process's convolution path from its config (a run's default is im2col): each test
+    starts from the process default, native, even after a module- or session-scoped fixture ran a runner, and
+    leaves the path it found."""
     from genbench.backbone import get_conv_path, set_conv_path
 
     before = get_conv_path()
+    set_conv_path("native")
     yield
     set_conv_path(before)
 

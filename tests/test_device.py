@@ -199,6 +199,7 @@ def test_runner_passes_execution_switches_to_the_models_that_have_them():
 
     from genbench.config import resolve_config
     from genbench.model import EXECUTION_FIELDS, hashed_config
+    from genbench.modelconfig import added_fields
     from genbench.planning import (
         cell_model_config,  # the one builder of a cell's model config
     )
@@ -213,7 +214,7 @@ def test_runner_passes_execution_switches_to_the_models_that_have_them():
     off = cell_model_config(get_model("abp"), resolve_config("quick"), 4)
     assert not off.amp and not off.compile
     # switched off they are left out of the hashes, so runs without them keep their config hashes
-    added = type(off).added_fields  # fields added since (at their earlier behaviour) are left out too
+    added = added_fields(type(off))  # fields added since (at their earlier behaviour) are left out too
     assert hashed_config(off) == {k: v for k, v in asdict(off).items() if k not in EXECUTION_FIELDS + tuple(added)}
     assert hashed_config(abp)["amp"] is True
 
