@@ -115,7 +115,7 @@ class DCGAN(GeneratorModel):
 
     Config = DCGANConfig
     capabilities = Capabilities(deterministic_inference=False)  # random restarts
-    dry_run_overrides = {"n_epochs": 1, "n_epochs_corrupted": None, "infer_steps": 1, "restarts": 1}
+    dry_run_overrides = {"n_epochs": 1, "n_epochs_by_operator": {}, "infer_steps": 1, "restarts": 1}
     # beats the mean image on clean tiny digits, not from pixel masks (see the module docstring)
     tiny_overrides = {"n_epochs": 200, "width": 64, "batch_size": 25, "lr": 1e-3,
                       "infer_steps": 50, "restarts": 2}

@@ -124,7 +124,7 @@ class VAE(GeneratorModel):
     Config = VAEConfig
     capabilities = Capabilities()  # deterministic unless refined with noise (deterministic_inference)
     # infer_steps stays as registered: overriding it here would switch refinement on for "vae"
-    dry_run_overrides = {"n_epochs": 1, "n_epochs_corrupted": None}
+    dry_run_overrides = {"n_epochs": 1, "n_epochs_by_operator": {}}
     tiny_overrides = {"n_epochs": 40, "width": 8, "batch_size": 25, "lr": 1e-2}
     config: VAEConfig
     inference_fields = ("infer_steps", "infer_step_size", "infer_noise", "eval_batch_size")

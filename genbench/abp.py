@@ -139,7 +139,7 @@ class ABP(GeneratorModel):
     Config = ABPConfig
     # Langevin noise by default; abp-gd (langevin_noise=False) refines it (deterministic_inference)
     capabilities = Capabilities(deterministic_inference=False, stacks=True)
-    dry_run_overrides = {"n_epochs": 1, "n_epochs_corrupted": None, "langevin_steps": 1, "infer_steps": 1}
+    dry_run_overrides = {"n_epochs": 1, "n_epochs_by_operator": {}, "langevin_steps": 1, "infer_steps": 1}
     tiny_overrides = {"n_epochs": 40, "width": 8, "batch_size": 50, "lr": 1e-2, "langevin_steps": 5,
                       "step_size": 0.3, "infer_steps": 50, "infer_step_size": 0.1}
     config: ABPConfig

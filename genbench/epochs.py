@@ -140,7 +140,7 @@ def epoch_curve(config: RunConfig, settings: EpochSettings, *, folder: Path | No
                 groups.setdefault(key, []).append(obj)
             for key, group in groups.items():
                 fit = "clean" if key == "clean" else "/".join(key)
-                configured = base.fit_epochs(clean=key == "clean")  # n_epochs, or n_epochs_corrupted
+                configured = base.fit_epochs(group[0].op.name)  # n_epochs, or n_epochs_by_operator[name]
                 counts = settings.counts(configured)
                 wanted = {(o.text, e) for o in group for e in counts}
                 mine = _selector(name, seed, fit)
@@ -153,7 +153,7 @@ def epoch_curve(config: RunConfig, settings: EpochSettings, *, folder: Path | No
                 log(f"epochs {name} seed={seed}: one fit of {max(counts)} epochs on the "
                     f"{'clean' if key == 'clean' else fit} images, scored at {', '.join(map(str, counts))} epochs on "
                     f"{', '.join(o.text for o in group)}")
-                longest = dataclasses.replace(base, n_epochs=max(counts), n_epochs_corrupted=None)  # whatever the data
+                longest = dataclasses.replace(base, n_epochs=max(counts), n_epochs_by_operator={})  # whatever the data
                 _study_fit(spec, longest, configured, counts, group,
                            fit=fit, seed=seed, device=device, name=name, path=path, log=log,
                            fit_seed=derive_seed(seed, name, "epochs", fit))
@@ -299,7 +299,7 @@ def write_report(folder: Path, settings: EpochSettings, log: Log = print) -> str
     df["fit_seconds"] = pd.to_numeric(df["fit_seconds"], errors="coerce")
     df["epochs"] = df["epochs"].astype(int)
     df["configured_epochs"] = df["configured_epochs"].astype(int)
-    qualifying: dict[tuple[str, str], dict[str, set[int] | str]] = {}  # (model, clean|corrupted) -> per objective
+    qualifying: dict[tuple[str, str], dict[str, set[int] | str]] = {}  # (model, fit) -> per objective
     n_seeds = len(settings.seeds)
     for objective in settings.objectives:
         part = df[df.objective == objective]
@@ -320,40 +320,34 @@ def write_report(folder: Path, settings: EpochSettings, log: Log = print) -> str
                     (ref["mean"] - st["mean"] if higher else st["mean"] - ref["mean"])
                 text.append(f"| {model} | {e}{'*' if e == configured else ''} | "
                             f"{_seconds(st.seconds)} | {cell} | {'' if worse is None else f'{worse:+.5f}'} |")
-            kind = "clean" if mine.fit.iloc[0] == "clean" else "corrupted"
-            qualifying.setdefault((model, kind), {})[objective] = _qualifying(stats, configured, higher)
+            qualifying.setdefault((model, mine.fit.iloc[0]), {})[objective] = _qualifying(stats, configured, higher)
         text.append("")
     # the fit seconds of each fit (a fit's objectives share them) at each count, mean over seeds
     fit_seconds = df.groupby(["model", "fit", "epochs"]).fit_seconds.mean()
     text += ["## Fewest epochs within one seed std of the configured count", "",
-             "Per model and kind of fit (on clean images: the config key `n_epochs`; on occluded or projected ones, "
-             "the learn-from-corrupted fits: `n_epochs_corrupted`, which is `n_epochs` when unset), the fewest scored "
-             "epochs at which every objective's mean, over as many seeds as the configured count finished, is no "
-             "worse than the configured count's mean by more than its seed std (per objective: the fewest such "
-             "counts); and the share of the configured count's fit seconds it takes, summed over those fits. `1 "
-             "seed`: no seed std to compare with (two seeds or more needed); `failed`: the configured count has no "
-             "value; `n/a`: not studied (the model lacks the operator, or the objective is the other kind of fit). "
-             "With two seeds the std rests on one difference: a loose criterion.", "",
-             "| model | key | configured | enough | " + " | ".join(f"`{o}`" for o in settings.objectives) +
+             "Per model and fit (`clean`: the clean-train objectives' one fit, configured by `n_epochs`; `TASK/VARIANT`: "
+             "a learn-from-corrupted fit, configured by `n_epochs_by_operator` of its operator, else `n_epochs`), the "
+             "fewest scored epochs at which every objective of that fit has a mean, over as many seeds as the "
+             "configured count finished, no worse than the configured count's mean by more than its seed std (per "
+             "objective: the fewest such counts); and the share of the configured count's fit seconds it takes. "
+             "`1 seed`: no seed std to compare with (two seeds or more needed); `failed`: the configured count has no "
+             "value; `n/a`: not studied (the model lacks the operator, or the objective is another fit's). With two "
+             "seeds the std rests on one difference: a loose criterion.", "",
+             "| model | fit | configured | enough | " + " | ".join(f"`{o}`" for o in settings.objectives) +
              " | fit time |",
              "|---|---|---|---|" + "---|" * len(settings.objectives) + "---|"]
-    for (model, kind), per in qualifying.items():
-        clean = kind == "clean"
-        mine_rows = df[(df.model == model) & ((df.fit == "clean") == clean)]
-        configured = int(mine_rows.configured_epochs.iloc[0])
+    for (model, fit), per in qualifying.items():
+        configured = int(df[(df.model == model) & (df.fit == fit)].configured_epochs.iloc[0])
         sets = [per.get(o, "n/a") for o in settings.objectives]
         found = [q for q in sets if q != "n/a"]
         overall = None if any(isinstance(q, str) for q in found) else min(set.intersection(*found))
         share = "—"
         if overall is not None:
-            mine = fit_seconds.loc[model]
-            fits = sorted({f for f, _ in mine.index if (f == "clean") == clean})
             try:
-                share = f"{sum(mine.loc[(f, overall)] for f in fits) / sum(mine.loc[(f, configured)] for f in fits):.0%}"
+                share = f"{fit_seconds.loc[(model, fit, overall)] / fit_seconds.loc[(model, fit, configured)]:.0%}"
             except (KeyError, ZeroDivisionError):
                 pass
-        text.append(f"| {model} | {'n_epochs' if clean else 'n_epochs_corrupted'} | {configured} | "
-                    f"{'—' if overall is None else overall} | " +
+        text.append(f"| {model} | {fit} | {configured} | {'—' if overall is None else overall} | " +
                     " | ".join(q if isinstance(q, str) else str(min(q)) for q in sets) + f" | {share} |")
     failures = sorted({(r["model"], r["seed"], r["fit"], r["error"]) for r in rows if r["error"]})
     if failures:

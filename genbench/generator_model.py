@@ -6,7 +6,7 @@ each does per mini-batch (STYLE.md 6).
 
     check the observations, record image shape and device
     state = _start_fit(obs)                 # networks self.<name>_ (train mode), optimisers, latents
-    for epoch in 1..epochs_for(obs):     # n_epochs, or n_epochs_corrupted on occluded/projected data
+    for epoch in 1..epochs_for(obs):     # n_epochs, or n_epochs_by_operator[obs.op.name]
         perm = randperm(N)                  # on the observations' device
         for idx in perm split in batches of batch_size:
             loss = _train_step(state, obs[idx], idx)   # one optimisation step: batch-mean loss(es)
@@ -43,9 +43,9 @@ from __future__ import annotations
 
 import copy
 from abc import abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
@@ -68,14 +68,16 @@ class GeneratorConfig(ModelConfig):
     lr: float = 1e-3              # Adam
     beta1: float = 0.5
     n_epochs: int = 40
-    n_epochs_corrupted: int | None = None  # epochs of a fit on occluded or projected data (learn-from-corrupted)
+    # epochs of a learn-from-corrupted fit by its operator's name, e.g. {"pixel-mask": 20, "projection": 60};
+    # an operator not listed (and the clean fit, on the identity) trains n_epochs
+    n_epochs_by_operator: Mapping[str, int] = field(default_factory=dict)
     batch_size: int = 50
     eval_batch_size: int = 500
     # execution switches (the runner sets them from --amp / --compile; see EXECUTION_FIELDS)
     amp: bool = False             # bf16 autocast of the networks' forward passes in fit / infer; CUDA only
     compile: bool = False         # torch.compile the networks (Generator, ConvTrunk) for fit / infer
 
-    added_fields: ClassVar[dict[str, Any]] = {"n_epochs_corrupted": None}
+    added_fields: ClassVar[dict[str, Any]] = {"n_epochs_by_operator": {}}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -83,19 +85,32 @@ class GeneratorConfig(ModelConfig):
                                                               "eval_batch_size"))
         if not 0 <= self.beta1 < 1:
             raise ValueError(f"{type(self).__name__}.beta1 must be in [0, 1), got {self.beta1}")
-        if self.n_epochs_corrupted is not None and (
-                not isinstance(self.n_epochs_corrupted, int) or self.n_epochs_corrupted < 1):
-            raise ValueError(f"{type(self).__name__}.n_epochs_corrupted must be None (= n_epochs) or an integer "
-                             f">= 1, got {self.n_epochs_corrupted!r}")
+        if self.n_epochs_by_operator:
+            self._check_epochs_by_operator()
 
-    def fit_epochs(self, *, clean: bool) -> int:
-        """The epochs of a fit: ``n_epochs`` on complete images, ``n_epochs_corrupted`` (when set) on occluded
-        or projected ones (the learn-from-corrupted fits)."""
-        return self.n_epochs if clean or self.n_epochs_corrupted is None else self.n_epochs_corrupted
+    def _check_epochs_by_operator(self) -> None:
+        from genbench.registry import OPERATORS
+
+        name = f"{type(self).__name__}.n_epochs_by_operator"
+        if not isinstance(self.n_epochs_by_operator, Mapping):
+            raise ValueError(f"{name} must map operator names to epoch counts, e.g. {{'projection': 60}}, got "
+                             f"{self.n_epochs_by_operator!r}")
+        known = [n for n in OPERATORS.names() if n != Identity.name]
+        for op, epochs in self.n_epochs_by_operator.items():
+            if op not in known:
+                raise ValueError(f"{name}: {op!r} is not an operator of a learn-from-corrupted fit; one of "
+                                 f"{', '.join(known)} (the clean fit's epochs are n_epochs)")
+            if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+                raise ValueError(f"{name}[{op!r}] must be an integer >= 1, got {epochs!r}")
+
+    def fit_epochs(self, operator: str) -> int:
+        """The epochs of a fit on data observed through the operator named ``operator``: its entry in
+        ``n_epochs_by_operator``, else ``n_epochs`` (always for the identity: the clean fit)."""
+        return self.n_epochs_by_operator.get(operator, self.n_epochs)
 
     def epochs_for(self, obs: Observations) -> int:
-        """The epochs of a fit on ``obs`` (:meth:`fit_epochs`; clean: the identity operator)."""
-        return self.fit_epochs(clean=isinstance(obs.op, Identity))
+        """The epochs of a fit on ``obs`` (:meth:`fit_epochs` of its operator's name)."""
+        return self.fit_epochs(obs.op.name)
 
 
 class FitState(SimpleNamespace):

@@ -204,7 +204,7 @@ def stack_plan(cells: Sequence[Cell], cfg: RunConfig, size: int,
                done: Callable[[tuple], bool] = lambda key: False) -> list[list[tuple[Cell, FitKey]]]:
     """The fits of ``cells`` that ``--stack size`` trains together: fits of model classes that define
     ``fit_stacked`` themselves (an inherited one would ignore a subclass's overrides) and whose capabilities
-    say they stack, not ``done`` yet (fitted or checkpointed), grouped by (fit name, full model config, epochs of the fit) and
+    say they stack, not ``done`` yet (fitted or checkpointed), grouped by (fit name, full model config; by variant too when the config sets epochs per operator) and
     cut into chunks of at most ``size``, one (first cell, fit key) per fit; chunks of one are left to the
     usual one-at-a-time fit."""
     buckets: dict[tuple, dict[tuple, tuple[Cell, FitKey]]] = {}
@@ -215,7 +215,10 @@ def stack_plan(cells: Sequence[Cell], cfg: RunConfig, size: int,
         model_config = cell_model_config(spec, cfg, cell.latent_dim)
         fk = fit_key(cell, spec, model_config)
         if not done(fk.key):
-            bucket = (spec.fit_name, repr(model_config), model_config.fit_epochs(clean=fk.clean))  # one epoch count
+            # n_epochs_by_operator: fits of other variants may train other epoch counts, so they stack apart
+            apart = () if not model_config.n_epochs_by_operator else \
+                ("clean",) if fk.clean else (cell.task, cell.variant)
+            bucket = (spec.fit_name, repr(model_config), apart)
             buckets.setdefault(bucket, {}).setdefault(fk.key, (cell, fk))
     chunks = []
     for fits in buckets.values():

@@ -122,8 +122,8 @@ def _check_members(config: ABPConfig, obs: Sequence[Observations], generators: S
             raise ValueError(f"member {m}: its generator is on {generators[m].device}, its data on {o.device}")
         if config.epochs_for(o) != config.epochs_for(first):
             raise ValueError(f"the members of a stacked fit must train for as many epochs: member 0 for "
-                             f"{config.epochs_for(first)}, member {m} for {config.epochs_for(o)} (n_epochs_corrupted: "
-                             f"stack clean and occluded or projected data apart)")
+                             f"{config.epochs_for(first)}, member {m} for {config.epochs_for(o)} (n_epochs_by_operator: "
+                             f"stack fits of one epoch count)")
 
 
 def fit_stacked(config: ABPConfig, obs: Sequence[Observations],

@@ -256,11 +256,11 @@ def test_enough_is_the_fewest_epochs_within_one_seed_std_on_every_objective(tmp_
     settings = EpochSettings(models=("a", "c", "d", "b", "e"), objectives=(R, S), seeds=(0, 1))
     text = write_report(tmp_path, settings, log=lambda line: None)
     summary = text.split("## Fewest epochs")[1]
-    assert "| a | n_epochs | 40 | 30 | 20 | 30 | 75% |" in summary
-    assert "| c | n_epochs | 40 | 30 | 10 | 20 | 75% |" in summary
-    assert "| d | n_epochs | 40 | 20 | 20 | 20 | 50% |" in summary
-    assert "| b | n_epochs | 40 | — | 1 seed | 1 seed | — |" in summary
-    assert "| e | n_epochs | 40 | 10 | 10 | n/a | 25% |" in summary
+    assert "| a | clean | 40 | 30 | 20 | 30 | 75% |" in summary
+    assert "| c | clean | 40 | 30 | 10 | 20 | 75% |" in summary
+    assert "| d | clean | 40 | 20 | 20 | 20 | 50% |" in summary
+    assert "| b | clean | 40 | — | 1 seed | 1 seed | — |" in summary
+    assert "| e | clean | 40 | 10 | 10 | n/a | 25% |" in summary
     assert "| a | 10 | 100 | 0.13000 ± 0.01000 | +0.03000 |" in text
     assert "| d | 10 | 100 | 0.05000 (1) | -0.05000 |" in text
     assert "| b | 40* | 400 | 0.10000 (1) |  |" in text
@@ -272,31 +272,34 @@ def test_for_a_higher_is_better_metric_enough_and_worse_turn_round(tmp_path):
            metric="psnr")
     settings = EpochSettings(models=("a",), objectives=("reconstruction",), seeds=(0, 1), metric="psnr")
     text = write_report(tmp_path, settings, log=lambda line: None)
-    assert "| a | n_epochs | 40 | 20 | 20 | 50% |" in text
+    assert "| a | clean | 40 | 20 | 20 | 50% |" in text
     assert "| a | 10 | 100 | 20.00000 ± 0.50000 | +2.00000 |" in text  # 2 dB lower: + worse
 
 
-def test_enough_is_said_apart_for_clean_and_learn_from_corrupted_fits(tmp_path):
-    """A model whose learn-from-corrupted fits are configured with n_epochs_corrupted = 20 and its clean fit with
-    n_epochs = 40: one summary row per kind of fit, each against its own configured count, each objective only
-    in its own kind's row, and each fit-time share over that kind's fits."""
-    R, S = "reconstruction", "inpainting:salt-pepper-0.5:learn-from-corrupted"
+def test_enough_is_said_per_fit_each_against_its_own_configured_count(tmp_path):
+    """Learn-from-corrupted fits configured by n_epochs_by_operator (here 20) and the clean fit by n_epochs (40):
+    one summary row per fit, each against its own configured count, each objective only in its own fit's row,
+    each fit-time share that fit's."""
+    R, S, P = "reconstruction", "inpainting:salt-pepper-0.5:learn-from-corrupted", "projection:k-100:learn-from-corrupted"
     _curve(tmp_path, {"a": {R: {10: _pair(0.2), 20: _pair(0.101), 40: _pair(0.1)},
-                            S: {5: _pair(0.1), 10: _pair(0.1), 20: _pair(0.1)}}},
-           fits={S: "inpainting/salt-pepper-0.5"}, configured={S: 20})
-    settings = EpochSettings(models=("a",), objectives=(R, S), seeds=(0, 1))
+                            S: {5: _pair(0.1), 10: _pair(0.1), 20: _pair(0.1)},
+                            P: {10: _pair(0.3), 20: _pair(0.2), 30: _pair(0.105), 40: _pair(0.1)}}},
+           fits={S: "inpainting/salt-pepper-0.5", P: "projection/k-100"}, configured={S: 20})
+    settings = EpochSettings(models=("a",), objectives=(R, S, P), seeds=(0, 1))
     summary = write_report(tmp_path, settings, log=lambda line: None).split("## Fewest epochs")[1]
-    assert "| a | n_epochs | 40 | 20 | 20 | n/a | 50% |" in summary
-    assert "| a | n_epochs_corrupted | 20 | 5 | n/a | 5 | 25% |" in summary
+    assert "| a | clean | 40 | 20 | 20 | n/a | n/a | 50% |" in summary
+    assert "| a | inpainting/salt-pepper-0.5 | 20 | 5 | n/a | 5 | n/a | 25% |" in summary
+    assert "| a | projection/k-100 | 40 | 30 | n/a | n/a | 30 | 75% |" in summary
 
 
-def test_a_study_counts_from_the_configured_epochs_of_each_kind_of_fit(tmp_path):
-    """With model.abp.n_epochs_corrupted = 2 (n_epochs 3) the learn-from-corrupted fit is scored at 1 and its
-    configured 2, the clean one at 1 and 3; each value at the configured count is a separate fit's score."""
-    base = get_model("abp").make_config(n_epochs=3, n_epochs_corrupted=2)
-    assert base.fit_epochs(clean=True) == 3 and base.fit_epochs(clean=False) == 2
+def test_a_study_counts_from_the_configured_epochs_of_each_fit(tmp_path):
+    """With model.abp.n_epochs_by_operator = {pixel-mask: 2} (n_epochs 3) the salt-and-pepper fit is scored at 1 and
+    its configured 2, the clean one at 1 and 3; the value at the configured count is a separate fit's score."""
+    base = get_model("abp").make_config(n_epochs=3, n_epochs_by_operator={"pixel-mask": 2})
+    assert base.fit_epochs("identity") == 3 and base.fit_epochs("pixel-mask") == 2 and base.fit_epochs("projection") == 3
     config = _config(tmp_path)
-    config = dataclasses.replace(config, model={**config.model, "abp": {**config.model["abp"], "n_epochs_corrupted": 2}})
+    abp = {**config.model["abp"], "n_epochs_by_operator": {"pixel-mask": 2}}
+    config = dataclasses.replace(config, model={**config.model, "abp": abp})
     objective = "inpainting:salt-pepper-0.5:learn-from-corrupted"
     settings = EpochSettings(models=("abp",), objectives=("reconstruction", objective), at=(1,), seeds=(0,),
                              latent_dim=3)
