@@ -45,7 +45,8 @@ def measured(run_dir: Path) -> tuple[dict, dict, dict]:
 
     runner = Runner.resume(run_dir, log=lambda line: None)
     cells = runner.cells()
-    fit_of = {_cell(c): (k, c.protocol != "clean-train" and c.model in _learners(cells))
+    learners = _learners(cells)  # once: a registry lookup per cell, not per cell pair
+    fit_of = {_cell(c): (k, c.protocol != "clean-train" and c.model in learners)
               for c, k in zip(cells, fit_keys(cells, runner.config))}
     df = pd.read_csv(run_dir / "results.csv", low_memory=False)
     df = df[df.status == "ok"]

@@ -204,9 +204,10 @@ def stack_plan(cells: Sequence[Cell], cfg: RunConfig, size: int,
                done: Callable[[tuple], bool] = lambda key: False) -> list[list[tuple[Cell, FitKey]]]:
     """The fits of ``cells`` that ``--stack size`` trains together: fits of model classes that define
     ``fit_stacked`` themselves (an inherited one would ignore a subclass's overrides) and whose capabilities
-    say they stack, not ``done`` yet (fitted or checkpointed), grouped by (fit name, full model config; by variant too when the config sets epochs per operator) and
-    cut into chunks of at most ``size``, one (first cell, fit key) per fit; chunks of one are left to the
-    usual one-at-a-time fit."""
+    say they stack, not ``done`` yet (fitted or checkpointed), grouped by (fit name, full model config; and by
+    variant when the config sets ``n_epochs_by_operator``, so a stack trains one epoch count) and cut into
+    chunks of at most ``size``, one (first cell, fit key) per fit; chunks of one are left to the usual
+    one-at-a-time fit."""
     buckets: dict[tuple, dict[tuple, tuple[Cell, FitKey]]] = {}
     for cell in cells:
         spec = get_model(cell.model)
