@@ -276,7 +276,8 @@ def _selector(model: str, seed: int, fit: str) -> Callable[[dict], bool]:
 # ------------------------------------------------------------------------------------ the report
 def write_report(folder: Path, settings: EpochSettings, log: Log = print) -> str:
     """``epochs.md`` from ``curve.csv``: per objective, each model's counts (mean ± std over seeds, fit seconds)
-    and per model the fewest epochs within one seed std of its configured count on every objective."""
+    per model the fewest epochs within one seed std of its configured count on every objective, and whether the
+    last step to the configured count still improved, seed by seed."""
     import pandas as pd
 
     from genbench.registry import get_metric
@@ -301,6 +302,7 @@ def write_report(folder: Path, settings: EpochSettings, log: Log = print) -> str
     df["configured_epochs"] = df["configured_epochs"].astype(int)
     qualifying: dict[tuple[str, str], dict[str, set[int] | str]] = {}  # (model, fit) -> per objective
     n_seeds = len(settings.seeds)
+    improving: list[str] = []  # per model and objective: the last step's same-seed change
     for objective in settings.objectives:
         part = df[df.objective == objective]
         if part.empty:
@@ -321,6 +323,7 @@ def write_report(folder: Path, settings: EpochSettings, log: Log = print) -> str
                 text.append(f"| {model} | {e}{'*' if e == configured else ''} | "
                             f"{_seconds(st.seconds)} | {cell} | {'' if worse is None else f'{worse:+.5f}'} |")
             qualifying.setdefault((model, mine.fit.iloc[0]), {})[objective] = _qualifying(stats, configured, higher)
+            improving.append(_last_step(model, objective, mine, configured, higher))
         text.append("")
     # the fit seconds of each fit (a fit's objectives share them) at each count, mean over seeds
     fit_seconds = df.groupby(["model", "fit", "epochs"]).fit_seconds.mean()
@@ -349,6 +352,12 @@ def write_report(folder: Path, settings: EpochSettings, log: Log = print) -> str
                 pass
         text.append(f"| {model} | {fit} | {configured} | {'—' if overall is None else overall} | " +
                     " | ".join(q if isinstance(q, str) else str(min(q)) for q in sets) + f" | {share} |")
+    text += ["", "## Still improving at the configured count?", "",
+             "Per model and objective, the last step: the configured count against the scored count before it, seed "
+             "by seed on the same data (a paired difference, free of the spread between seeds that the table above "
+             "compares with), its mean ± std over the seeds that scored both (+ worse), and in how many of them the "
+             "configured count was better. Better in every seed: the model may want more epochs than it has.", "",
+             "| model | objective | last step | change | better in |", "|---|---|---|---|---|", *improving]
     failures = sorted({(r["model"], r["seed"], r["fit"], r["error"]) for r in rows if r["error"]})
     if failures:
         text += ["", "## Failures", "", *[f"- {m} seed {sd}, fit `{f}`: {err}" for m, sd, f, err in failures[:20]]]
@@ -363,6 +372,21 @@ def write_report(folder: Path, settings: EpochSettings, log: Log = print) -> str
 
 def _seconds(value: float) -> str:
     return "" if math.isnan(value) else f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+
+
+def _last_step(model: str, objective: str, mine: Any, configured: int, higher: bool) -> str:
+    """One row of the "still improving" table: configured count against the scored count before it, per seed."""
+    below = sorted(e for e in mine.epochs.unique() if e < configured)
+    if not below or configured not in set(mine.epochs):
+        return f"| {model} | `{objective}` | — | — | — |"
+    per_seed = mine.pivot_table(index="seed", columns="epochs", values="value", dropna=False)
+    per_seed = per_seed.reindex(columns=[below[-1], configured]).dropna()  # a failed count has no value
+    change = per_seed[below[-1]] - per_seed[configured] if higher else per_seed[configured] - per_seed[below[-1]]
+    if change.empty:
+        return f"| {model} | `{objective}` | {below[-1]} → {configured} | — | — |"
+    spread = f" ± {change.std():.5f}" if len(change) > 1 else ""
+    return (f"| {model} | `{objective}` | {below[-1]} → {configured} | {round(change.mean(), 5) + 0.0:+.5f}{spread} | "
+            f"{int((change < 0).sum())}/{len(change)} |")
 
 
 def _qualifying(stats: Any, configured: int, higher: bool) -> set[int] | str:

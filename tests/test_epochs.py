@@ -274,6 +274,28 @@ def test_for_a_higher_is_better_metric_enough_and_worse_turn_round(tmp_path):
     text = write_report(tmp_path, settings, log=lambda line: None)
     assert "| a | clean | 40 | 20 | 20 | 50% |" in text
     assert "| a | 10 | 100 | 20.00000 ± 0.50000 | +2.00000 |" in text  # 2 dB lower: + worse
+    assert "| a | `reconstruction` | 20 → 40 | -0.20000 ± 0.00000 | 2/2 |" in text  # 0.2 dB higher: better
+
+
+def test_still_improving_is_the_last_step_seed_by_seed(tmp_path):
+    """Seeds far apart (0.05 and 0.15) but each 0.02 better at the configured count than at the count before: the
+    paired change is -0.02 ± 0 and better in 2/2, though the seed-std criterion calls 10 epochs enough. Model b
+    got worse in one seed and better in the other; model c's configured count failed in one seed (one pair left);
+    model d has no count below its configured one."""
+    R = "reconstruction"
+    nan = float("nan")
+    _curve(tmp_path, {"a": {R: {10: [0.09, 0.19], 20: [0.07, 0.17], 40: [0.05, 0.15]}},
+                      "b": {R: {20: [0.10, 0.10], 40: [0.11, 0.09]}},
+                      "c": {R: {20: [0.10, 0.10], 40: [0.09, nan]}},
+                      "d": {R: {40: [0.10, 0.11]}}})
+    settings = EpochSettings(models=("a", "b", "c", "d"), objectives=(R,), seeds=(0, 1))
+    text = write_report(tmp_path, settings, log=lambda line: None)
+    assert "| a | clean | 40 | 10 | 10 | 25% |" in text  # the seed-std criterion (std 0.07), loose here
+    improving = text.split("## Still improving")[1]
+    assert "| a | `reconstruction` | 20 → 40 | -0.02000 ± 0.00000 | 2/2 |" in improving
+    assert "| b | `reconstruction` | 20 → 40 | +0.00000 ± 0.01414 | 1/2 |" in improving
+    assert "| c | `reconstruction` | 20 → 40 | -0.01000 | 1/1 |" in improving
+    assert "| d | `reconstruction` | — | — | — |" in improving
 
 
 def test_enough_is_said_per_fit_each_against_its_own_configured_count(tmp_path):
