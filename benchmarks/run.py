@@ -110,10 +110,9 @@ class Sizes:
 FULL = Sizes(data=DataConfig(name="mnist5k", n_negative=1), n_train=1000, train_epochs=2, net={}, abp={},
              rbm_data="mnist5k", rbm=(100, 10, 3, 0.1), n_infer=200, infer_epochs=2, scaling_ns=(1000, 2000, 4000),
              scaling_ls=(5, 10, 20), quick_args=(), n_ais=4, ais={},
-             # the default preset's cell mix (learned models, clean and learn-from-corrupted fits, 2 seeds), shortened
-             # (d = 10 only, fewer epochs: about 45 minutes for both runs on 2 cores)
+             # the default preset's cell mix (learned models, clean and learn-from-corrupted fits, 2 seeds), shortened:
+             # the quick preset's data sizes and latent dim (10), fewer epochs: about 7 minutes for both runs on 2 cores
              sweep_args=("--models", "abp,abp-gd,vae,dcgan,pca,rbm", "--tasks", "reconstruction,inpainting",
-                         "--latent-dims", "10",
                          "--set", "task.inpainting.fractions=[0.7]", "--set", "task.inpainting.blocks=[10]",
                          "--seeds", "0,1", "--set", "model.abp.n_epochs=4", "--set", "model.abp-gd.n_epochs=4",
                          "--set", "model.vae.n_epochs=8", "--set", "model.dcgan.n_epochs=3", "--set",
