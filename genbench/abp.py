@@ -132,7 +132,7 @@ def _bn_mode(net: nn.Module, mode: str) -> Iterator[None]:
 
 @register_model("abp", description="Alternating back-propagation, Langevin inference (Han et al. 2017)")
 @register_model("abp-gd", description="Alternating back-propagation, gradient-descent inference (no noise)",
-                langevin_noise=False)
+                langevin_noise=False, restarts=2)  # z = 0 and a prior draw (docs/fair_comparison.md)
 class ABP(GeneratorModel):
     """Alternating Back-Propagation on the shared :class:`~genbench.backbone.Generator`."""
 
